@@ -1,0 +1,1 @@
+"""vaereg's harness: data sets, training stages, evaluation, checkpoints and the results store."""

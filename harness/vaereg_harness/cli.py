@@ -1,0 +1,197 @@
+"""The ``vaereg`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from vaereg import UsageError, VaeregError
+from vaereg.config import group_assignments
+from vaereg.parts import SLOTS
+from vaereg.registry import get_registry
+from vaereg_harness import checkpoint
+from vaereg_harness.data import DATASET_NAMES, load_dataset
+from vaereg_harness.images import save_grid
+from vaereg_harness.results import append_row, read_results
+from vaereg_harness.runner import RunConfig, build, evaluate_combo, train
+from vaereg_harness.train import TrainConfig
+
+
+class Group(click.Group):
+    """Turns vaereg's own errors into one-line messages: exit 2 for usage errors, 1 otherwise."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            raise click.UsageError(str(exc), ctx) from None
+        except VaeregError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def run_options(command):
+    """Options shared by ``train`` and ``eval``."""
+    options = [
+        click.option("--combo", "combos", multiple=True, required=True,
+                     help="A '+'-separated combo, e.g. gaussian, vq+pixelcnn, gaussian+likelihood=bernoulli. Repeatable."),
+        click.option("--dataset", default="digits", show_default=True,
+                     help=f"One of {', '.join(DATASET_NAMES)}, or folder:PATH."),
+        click.option("--data-root", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
+                     help="Where torchvision data sets live."),
+        click.option("--download/--no-download", default=False, help="Fetch a torchvision data set (needs a network)."),
+        click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--deterministic", is_flag=True, help="Use deterministic algorithms only."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--set", "assignments", multiple=True, metavar="GROUP.NAME=VALUE",
+                     help=f"A part or objective option, e.g. encoder.latent_dim=8, objective.beta=0.5 "
+                          f"(groups: {', '.join(SLOTS)}, objective). Repeatable."),
+        click.option("--out", type=click.Path(path_type=Path), default=Path("vaereg-runs"), show_default=True,
+                     help="Where checkpoints (and sample grids) go."),
+        click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out if there is one."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+
+    @wraps(command)
+    def wrapper(**kw):
+        kw["train_config"] = TrainConfig(
+            epochs=kw.pop("epochs"), batch_size=kw.pop("batch_size"), lr=kw.pop("lr"),
+            seed=kw.pop("seed"), device=kw.pop("device"), deterministic=kw.pop("deterministic"),
+        )
+        kw["grouped"] = group_assignments(list(kw.pop("assignments")))
+        kw["data"] = load_dataset(kw.pop("dataset"), kw.pop("data_root"), kw.pop("download"))
+        return command(**kw)
+
+    return wrapper
+
+
+def part_options(grouped: dict) -> dict:
+    unknown = set(grouped) - set(SLOTS) - {"objective"}
+    if unknown:
+        raise UsageError(f"--set group {sorted(unknown)[0]!r} is unknown; groups: {', '.join(SLOTS)}, objective")
+    return {slot: values for slot, values in grouped.items() if slot in SLOTS}
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="vaereg")
+def main() -> None:
+    """vaereg: assemble, train and evaluate variational autoencoders from registered parts."""
+
+
+@main.command("eval")
+@run_options
+@click.option("--iw-samples", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Importance samples per test image for the NLL.")
+@click.option("--iw-chunk", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Importance samples per forward pass (bounds memory).")
+@click.option("--results", type=click.Path(path_type=Path), default=Path("vaereg-results"), show_default=True,
+              help="Parquet dataset the rows are appended to.")
+def eval_command(combos, data, train_config, grouped, out, resume, quiet, iw_samples, iw_chunk, results):
+    """Train every stage of each combo, evaluate it on the test split and append a results row."""
+    config = RunConfig.from_options(train_config, grouped, iw_samples=iw_samples, iw_chunk=iw_chunk)
+    options = part_options(grouped)
+    rows = []
+    for text in combos:
+        row = evaluate_combo(text, data, options, config, out, resume=resume, progress=not quiet)
+        append_row(results, row)
+        rows.append(row)
+    click.echo(format_table(rows))
+    click.echo(f"{len(rows)} row(s) appended to {results}/")
+
+
+@main.command("train")
+@run_options
+def train_command(combos, data, train_config, grouped, out, resume, quiet):
+    """Train every stage of each combo and write its checkpoint (no evaluation)."""
+    config = RunConfig.from_options(train_config, grouped)
+    for text in combos:
+        model = build(text, data, part_options(grouped), config)
+        _, path = train(model, data, config, out, resume=resume, progress=not quiet)
+        click.echo(f"{text}: checkpoint {path}")
+
+
+@main.command("sample")
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
+@click.option("-n", "count", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("-o", "output", type=click.Path(path_type=Path), default=Path("samples.png"), show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def sample_command(checkpoint_path, count, output, seed):
+    """Draw N samples from a checkpoint's model and save them as a PNG grid."""
+    import torch
+
+    if output.suffix.lower() != ".png":
+        raise UsageError(f"-o {output}: the grid is written as PNG; give a path ending in .png")
+    model = checkpoint.rebuild(checkpoint.load(checkpoint_path)).eval()
+    torch.manual_seed(seed)
+    save_grid(model.sample(count), output)
+    click.echo(f"{count} samples from {model.combo.text} written to {output}")
+
+
+@main.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_command(as_json):
+    """List plugins, their versions, and the parts and presets each provides."""
+    registry = get_registry()
+    listing = []
+    for info in registry.plugins:
+        parts = [
+            {"slot": e.slot, "name": e.name, "description": (e.cls.__doc__ or "").strip().split("\n")[0],
+             "latent": f"produces {e.cls.produces}" if e.slot == "encoder" else f"fits {'/'.join(sorted(e.cls.fits))}"}
+            for by_name in registry.parts.values() for e in by_name.values() if e.plugin == info.name
+        ]
+        presets = [{"name": p.name, "slots": p.slots, "description": p.description}
+                   for p in registry.presets.values() if p.plugin == info.name]
+        listing.append({"name": info.name, "version": info.version, "error": info.error,
+                        "disabled": info.disabled, "parts": parts, "presets": presets})
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+        return
+    for plugin in listing:
+        state = " (disabled)" if plugin["disabled"] else f" (failed: {plugin['error']})" if plugin["error"] else ""
+        click.echo(f"{plugin['name']} {plugin['version']}{state}")
+        for part in plugin["parts"]:
+            click.echo(f"  {part['slot']:<10} {part['name']:<14} {part['latent']:<34} {part['description']}")
+        for preset in plugin["presets"]:
+            slots = " ".join(f"{k}={v}" for k, v in preset["slots"].items())
+            click.echo(f"  preset     {preset['name']:<14} {slots}")
+
+
+@main.command("results")
+@click.option("--results", type=click.Path(path_type=Path), default=Path("vaereg-results"), show_default=True)
+@click.option("--combo", default=None, help="Only rows of this combo (as given to eval).")
+def results_command(results, combo):
+    """Show the results store as a table."""
+    rows = read_results(results).to_pylist()
+    if combo is not None:
+        rows = [r for r in rows if r["combo"] == combo]
+    if not rows:
+        click.echo(f"no rows in {results}/" + (f" for combo {combo!r}" if combo else ""), err=True)
+        return
+    click.echo(format_table(rows))
+
+
+COLUMNS = [("combo", "combo", "{}"), ("dataset", "dataset", "{}"), ("seed", "seed", "{}"),
+           ("epochs", "epochs", "{}"), ("nelbo_nats", "-ELBO", "{:.2f}"), ("nll_nats", "NLL", "{:.2f}"),
+           ("nll_bpd", "bits/dim", "{:.3f}"), ("iw_samples", "K", "{}"), ("train_seconds", "train s", "{:.1f}"),
+           ("train_images_per_s", "img/s", "{:.0f}"), ("eval_seconds", "eval s", "{:.1f}"), ("fid", "FID", "{:.2f}")]
+
+
+def format_table(rows: list[dict]) -> str:
+    cells = [[head for _, head, _ in COLUMNS]]
+    for row in rows:
+        cells.append(["-" if row.get(key) is None else fmt.format(row[key]) for key, _, fmt in COLUMNS])
+    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in cells)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

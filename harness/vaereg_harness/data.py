@@ -1,0 +1,150 @@
+"""Data sets as uint8 level tensors: the embedded digits, torchvision's image sets from a local
+root, and folders of images. Nothing here touches the network unless ``download`` is asked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaereg import DataSpec, UsageError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+DIGITS_TRAIN = 1437  # digits: images [0, 1437) train, [1437, 1797) test (80/20, sklearn's order)
+
+
+@dataclass
+class Dataset:
+    """``train``/``test``: ``[N, C, H, W]`` uint8 stored values. With ``binarize`` the stored
+    values are 0..255 intensities and every training batch is binarized afresh (dynamic
+    binarization); the test split is binarized once, with a fixed seed."""
+
+    spec: DataSpec
+    train: Tensor
+    test: Tensor
+    train_labels: Tensor | None = None
+    test_labels: Tensor | None = None
+    binarize: bool = False
+
+    def __post_init__(self) -> None:
+        if self.binarize:
+            fixed = torch.Generator().manual_seed(0)
+            self.test = torch.bernoulli(self.test.float() / 255, generator=fixed).to(torch.uint8)
+
+    def to_model(self, stored: Tensor, *, train: bool) -> Tensor:
+        """Model input ``level / (levels - 1)`` in [0, 1] for a batch of stored values."""
+        if self.binarize and train:
+            return torch.bernoulli(stored.float() / 255)
+        return stored.float() / (self.spec.levels - 1)
+
+
+def load_dataset(name: str, root: str | Path = "data", download: bool = False) -> Dataset:
+    """``digits``, ``mnist``, ``binarized-mnist``, ``fashion-mnist``, ``cifar10`` or ``folder:PATH``."""
+    if name == "digits":
+        return _digits()
+    if name.startswith("folder:"):
+        return load_folder(Path(name.removeprefix("folder:")))
+    if name in TORCHVISION_SETS:
+        return _torchvision(name, Path(root), download)
+    raise UsageError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}, folder:PATH")
+
+
+def _digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.images.astype(np.uint8)).unsqueeze(1)
+    labels = torch.from_numpy(bunch.target.astype(np.int64))
+    spec = DataSpec("digits", 1, 8, 8, 17)
+    cut = DIGITS_TRAIN
+    return Dataset(spec, images[:cut], images[cut:], labels[:cut], labels[cut:])
+
+
+# name -> (torchvision class, folder torchvision expects under the root, files it needs)
+TORCHVISION_SETS = {
+    "mnist": ("MNIST", "MNIST/raw", "train-images-idx3-ubyte, t10k-images-idx3-ubyte and labels"),
+    "binarized-mnist": ("MNIST", "MNIST/raw", "train-images-idx3-ubyte, t10k-images-idx3-ubyte and labels"),
+    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw", "train-images-idx3-ubyte, t10k-images-idx3-ubyte and labels"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", "data_batch_1..5 and test_batch"),
+}
+DATASET_NAMES = ("digits", *TORCHVISION_SETS)
+
+
+def _torchvision(name: str, root: Path, download: bool) -> Dataset:
+    import torchvision.datasets as tvd
+
+    cls_name, folder, files = TORCHVISION_SETS[name]
+    cls = getattr(tvd, cls_name)
+    try:
+        train, test = (cls(str(root), train=split, download=download) for split in (True, False))
+    except RuntimeError as exc:
+        raise UsageError(
+            f"{name} not found: expected {files} in {root / folder}; point --data-root at the folder "
+            f"holding {folder.split('/')[0]}, or pass --download on a machine with a network ({exc})"
+        ) from None
+
+    def images(split) -> Tensor:
+        data = torch.as_tensor(np.asarray(split.data))
+        return data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2).contiguous()
+
+    def labels(split) -> Tensor:
+        return torch.as_tensor(np.asarray(split.targets), dtype=torch.int64)
+
+    x_train, x_test = images(train), images(test)
+    channels, height, width = x_train.shape[1:]
+    binarize = name == "binarized-mnist"
+    spec = DataSpec(name, channels, height, width, 2 if binarize else 256)
+    return Dataset(spec, x_train, x_test, labels(train), labels(test), binarize=binarize)
+
+
+def load_folder(path: Path) -> Dataset:
+    """Images under ``path``: ``train/`` and ``test/`` subfolders when present, else every tenth
+    file (sorted by path) is test. Images in class subfolders are labelled by folder name."""
+    from PIL import Image
+
+    if not path.is_dir():
+        raise UsageError(f"folder:{path} is not a folder of images; give folder:PATH to an existing folder")
+    splits = {"train": path / "train", "test": path / "test"}
+    if all(p.is_dir() for p in splits.values()):
+        files = {split: _images_under(p) for split, p in splits.items()}
+    else:
+        every = _images_under(path)
+        files = {"train": [f for i, f in enumerate(every) if i % 10], "test": every[::10]}
+    if not files["train"] or not files["test"]:
+        raise UsageError(f"folder:{path} needs images (png, jpg) for both a train and a test split")
+
+    first = Image.open(files["train"][0])
+    mode = "L" if first.mode in ("L", "1", "P", "I;16", "I") else "RGB"
+    size = first.size
+    roots = {"train": splits["train"] if splits["train"].is_dir() else path,
+             "test": splits["test"] if splits["test"].is_dir() else path}
+
+    def read(split: str) -> tuple[Tensor, list[str]]:
+        arrays, classes = [], []
+        for f in files[split]:
+            with Image.open(f) as im:
+                if im.size != size:
+                    raise UsageError(f"{f} is {im.size[0]}x{im.size[1]}; every image must be {size[0]}x{size[1]}")
+                arrays.append(np.asarray(im.convert(mode)))
+            rel = f.relative_to(roots[split])
+            classes.append(rel.parts[0] if len(rel.parts) > 1 else "")
+        stacked = torch.from_numpy(np.stack(arrays))
+        return (stacked.unsqueeze(1) if mode == "L" else stacked.permute(0, 3, 1, 2)).contiguous(), classes
+
+    (x_train, c_train), (x_test, c_test) = read("train"), read("test")
+    names = sorted(set(c_train) | set(c_test))
+    labelled = all(c_train) and all(c_test)
+    index = {c: i for i, c in enumerate(names)}
+
+    def as_labels(classes: list[str]) -> Tensor | None:
+        return torch.tensor([index[c] for c in classes]) if labelled else None
+
+    spec = DataSpec(f"folder:{path}", x_train.shape[1], x_train.shape[2], x_train.shape[3], 256)
+    return Dataset(spec, x_train, x_test, as_labels(c_train), as_labels(c_test))
+
+
+def _images_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)

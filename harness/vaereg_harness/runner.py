@@ -1,0 +1,91 @@
+"""One combo end to end: resolve, build, train every stage, evaluate, append a results row."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaereg import __version__
+from vaereg.combo import Combo, resolve
+from vaereg.config import from_dict, to_dict
+from vaereg.model import VAE
+from vaereg.objectives import ObjectiveConfig
+from vaereg_harness.data import Dataset
+from vaereg_harness.evaluate import evaluate
+from vaereg_harness.train import TrainConfig, Trainer, pick_device, seed_everything
+
+
+@dataclass
+class RunConfig:
+    """Everything a run was asked for; serialised into the results row's ``config``."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    iw_samples: int = 1000
+    iw_chunk: int = 128
+
+    @classmethod
+    def from_options(cls, train: TrainConfig, grouped: dict[str, dict[str, Any]], **rest: Any) -> RunConfig:
+        objective = from_dict(ObjectiveConfig, grouped.get("objective", {}), what="objective")
+        return cls(train=train, objective=objective, **rest)
+
+
+def run_dir(out: Path, dataset: str, combo: str, seed: int) -> Path:
+    return out / re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{dataset}-{combo}-seed{seed}")
+
+
+def build(text: str, data: Dataset, options: dict[str, dict[str, Any]], config: RunConfig) -> VAE:
+    """Resolve and check ``text`` (before anything is built), then build it on the device."""
+    combo: Combo = resolve(text, data.spec, options)
+    device = pick_device(config.train.device)
+    seed_everything(config.train)
+    return VAE(combo).to(device)
+
+
+def train(model: VAE, data: Dataset, config: RunConfig, out: Path, *, resume: bool, progress: bool):
+    path = run_dir(out, data.spec.name, model.combo.text, config.train.seed) / "checkpoint.pt"
+    trainer = Trainer(model, data, config.train, config.objective, path, to_dict(config), progress)
+    return trainer.run(resume=resume), path
+
+
+def evaluate_combo(
+    text: str, data: Dataset, options: dict[str, dict[str, Any]], config: RunConfig,
+    out: Path, *, resume: bool = False, progress: bool = True,
+) -> dict[str, Any]:
+    """Train and evaluate one combo; returns the results row (not yet written)."""
+    model = build(text, data, options, config)
+    reports, _ = train(model, data, config, out, resume=resume, progress=progress)
+    result = evaluate(model, data, config.iw_samples, config.iw_chunk, progress)
+    seconds = sum(r.seconds for r in reports)
+    combo = model.combo
+    return {
+        "run_id": uuid.uuid4().hex,
+        "created_at": datetime.now(UTC),
+        "combo": text,
+        "parts": json.dumps({slot: entry.describe() for slot, entry in combo.parts.items()}),
+        "config": json.dumps({"parts": {s: to_dict(c) for s, c in combo.configs.items()}, **to_dict(config)}),
+        "dataset": data.spec.name,
+        "seed": config.train.seed,
+        "device": str(next(model.parameters()).device),
+        "epochs": config.train.epochs,
+        "nelbo_nats": result.nelbo_nats,
+        "nll_nats": result.nll_nats,
+        "nll_bpd": result.nll_bpd,
+        "iw_samples": result.iw_samples,
+        "train_seconds": seconds,
+        "train_images_per_s": sum(r.images for r in reports) / seconds if seconds else None,
+        "stage_seconds": json.dumps({str(r.stage): r.seconds for r in reports}),
+        "eval_seconds": result.seconds,
+        "fid": None,
+        "fid_extractor": None,
+        "status": "ok",
+        "vaereg_version": __version__,
+        "torch_version": torch.__version__,
+    }

@@ -1,0 +1,63 @@
+"""Decoders from a latent vector or map to the likelihood's parameter maps."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from vaereg import DataSpec, Decoder, LatentSpec
+from vaereg.nets import Reshape, UpStack, halvings, halvings_to
+
+
+@dataclass
+class DecoderConfig:
+    width: int = 64
+
+
+class ConvDecoder(Decoder):
+    """A latent vector goes through a linear map to a small grid; a latent map (a continuous
+    map, or a discrete code map's embedded vectors) enters as is. Then upsampling 3x3
+    convolutions back to the image size."""
+
+    Config = DecoderConfig
+    fits = frozenset({"continuous", "discrete"})
+
+    def __init__(self, data: DataSpec, latent: LatentSpec, config: DecoderConfig, out_channels: int):
+        super().__init__(data, latent, config, out_channels)
+        width = config.width
+        if latent.kind == "continuous" and len(latent.shape) == 1:
+            sizes = halvings(data.height, data.width)
+            h, w = sizes[-1]
+            stem = [nn.Linear(latent.shape[0], width * h * w), Reshape(width, h, w), nn.SiLU()]
+        else:
+            c_in = latent.embed_dim if latent.kind == "discrete" else latent.shape[0]
+            sizes = halvings_to(data.height, data.width, tuple(latent.shape[-2:]))
+            stem = [nn.Conv2d(c_in, width, 3, padding=1), nn.SiLU()]
+        self.net = nn.Sequential(*stem, UpStack(width, out_channels, sizes))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)
+
+
+class MLPDecoder(Decoder):
+    """Two hidden layers of ``width * 8`` units from a latent vector."""
+
+    Config = DecoderConfig
+    fits = frozenset({"continuous"})
+
+    def __init__(self, data: DataSpec, latent: LatentSpec, config: DecoderConfig, out_channels: int):
+        super().__init__(data, latent, config, out_channels)
+        hidden = config.width * 8
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(math.prod(latent.shape), hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, out_channels * data.height * data.width),
+            Reshape(out_channels, data.height, data.width),
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)

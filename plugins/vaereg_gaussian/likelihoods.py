@@ -1,0 +1,119 @@
+"""Likelihoods normalised over the data's discrete levels."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vaereg import DataSpec, LatentSpec, Likelihood, NoOptions
+from vaereg.parts import to_levels
+
+
+class Bernoulli(Likelihood):
+    """Independent Bernoulli pixels; binary data only."""
+
+    def __init__(self, data: DataSpec, latent: LatentSpec, config: NoOptions):
+        super().__init__()
+        self.channels = data.channels
+
+    @classmethod
+    def misfit(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
+        if data.levels != 2:
+            return (
+                f"needs binary data (2 levels) but {data.describe()} has {data.levels}; "
+                f"use dlogistic, or binarized data"
+            )
+        return super().misfit(data, latent, config)
+
+    def param_channels(self) -> int:
+        return self.channels
+
+    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+        bce = F.binary_cross_entropy_with_logits(params.float(), x.float(), reduction="none")
+        return -bce.flatten(1).sum(1)
+
+    def sample(self, params: Tensor) -> Tensor:
+        return torch.bernoulli(torch.sigmoid(params.float()))
+
+
+@dataclass
+class LogisticMixtureConfig:
+    mixtures: int = 5
+
+
+class DiscretizedLogistic(Likelihood):
+    """A mixture of logistics per channel, discretized over the data's levels
+    (Salimans et al. 2017, PixelCNN++). Level k of L is the bin of width 2/(L-1) centred on
+    2k/(L-1) - 1; the first and last bins extend to -inf and +inf, so the masses telescope to
+    exactly 1. Edges are picked by integer level, never by comparing floats to +-0.999."""
+
+    Config = LogisticMixtureConfig
+
+    def __init__(self, data: DataSpec, latent: LatentSpec, config: LogisticMixtureConfig):
+        super().__init__()
+        self.channels, self.levels, self.mixtures = data.channels, data.levels, config.mixtures
+
+    def param_channels(self) -> int:
+        return 3 * self.mixtures * self.channels
+
+    def _split(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        n, _, h, w = params.shape
+        logits, means, log_scales = params.float().view(n, 3, self.channels, self.mixtures, h, w).unbind(1)
+        return logits, means, log_scales.clamp(min=-7.0)
+
+    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+        logits, means, log_scales = self._split(params)
+        k = to_levels(x, self.levels).unsqueeze(2)  # [N, C, 1, H, W]
+        half = 1.0 / (self.levels - 1)
+        centre = 2 * half * k - 1
+        inv_s = torch.exp(-log_scales)
+        plus = (centre + half - means) * inv_s
+        minus = (centre - half - means) * inv_s
+        # log(sigmoid(a) - sigmoid(b)) = logsig(a) + logsig(-b) + log(1 - e^(b - a)), stable for a > b
+        interior = F.logsigmoid(plus) + F.logsigmoid(-minus) + torch.log(-torch.expm1(minus - plus))
+        log_p = torch.where(
+            k == 0, F.logsigmoid(plus), torch.where(k == self.levels - 1, F.logsigmoid(-minus), interior)
+        )
+        mixed = torch.logsumexp(log_p + F.log_softmax(logits, dim=2), dim=2)
+        return mixed.flatten(1).sum(1)
+
+    def sample(self, params: Tensor) -> Tensor:
+        logits, means, log_scales = self._split(params)
+        pick = F.one_hot(torch.distributions.Categorical(logits=logits.movedim(2, -1)).sample(), self.mixtures)
+        pick = pick.movedim(-1, 2).float()
+        mean, log_scale = (means * pick).sum(2), (log_scales * pick).sum(2)
+        u = torch.rand_like(mean).clamp(1e-5, 1 - 1e-5)
+        y = mean + log_scale.exp() * (torch.log(u) - torch.log1p(-u))
+        k = torch.round((y + 1) / 2 * (self.levels - 1)).clamp(0, self.levels - 1)
+        return k / (self.levels - 1)
+
+
+class DequantizedGaussian(Likelihood):
+    """A Gaussian density with learned variance over uniformly dequantized data
+    y = (k + u) / L, u ~ U(0, 1). log p(k) >= E_u[log p(y)] - log L per dimension (Theis et al. 2016),
+    so the returned value is a stochastic lower bound on the discrete log-likelihood."""
+
+    def __init__(self, data: DataSpec, latent: LatentSpec, config: NoOptions):
+        super().__init__()
+        self.channels, self.levels = data.channels, data.levels
+
+    def param_channels(self) -> int:
+        return 2 * self.channels
+
+    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+        mean, log_std = params.float().chunk(2, dim=1)
+        log_std = log_std.clamp(-7.0, 2.0)
+        y = (to_levels(x, self.levels) + torch.rand_like(mean)) / self.levels
+        u = (y - mean) * torch.exp(-log_std)
+        log_density = -0.5 * u.square() - log_std - 0.5 * math.log(2 * math.pi)
+        return (log_density - math.log(self.levels)).flatten(1).sum(1)
+
+    def sample(self, params: Tensor) -> Tensor:
+        mean, log_std = params.float().chunk(2, dim=1)
+        y = mean + log_std.clamp(-7.0, 2.0).exp() * torch.randn_like(mean)
+        k = torch.floor(y * self.levels).clamp(0, self.levels - 1)
+        return k / (self.levels - 1)

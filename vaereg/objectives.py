@@ -1,0 +1,96 @@
+"""Training objectives (ELBO with beta, KL warm-up and free bits; IWAE-k) and the
+evaluation estimators (negative ELBO; importance-sampled NLL)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from vaereg.model import VAE
+
+
+@dataclass
+class ObjectiveConfig:
+    """``warmup``: fraction of training over which the KL weight rises linearly from 0 to
+    ``beta``. ``free_bits``: nats per latent dimension below which KL is not penalised
+    (Kingma et al. 2016, batch-averaged per dimension). ``iw_k > 1`` trains the IWAE bound
+    (Burda et al. 2016) instead of the ELBO."""
+
+    beta: float = 1.0
+    warmup: float = 0.0
+    free_bits: float = 0.0
+    iw_k: int = 1
+
+    def __post_init__(self) -> None:
+        if self.iw_k < 1 or not 0 <= self.warmup <= 1 or self.beta < 0 or self.free_bits < 0:
+            raise ValueError("need iw_k >= 1, 0 <= warmup <= 1, beta >= 0 and free_bits >= 0")
+
+    def kl_weight(self, progress: float) -> float:
+        if self.warmup <= 0:
+            return self.beta
+        return self.beta * min(1.0, progress / self.warmup)
+
+
+def _kl(draw) -> Tensor:
+    """Per-image KL(q || p): closed form when the prior offers one, else one-sample Monte Carlo."""
+    if draw.posterior.deterministic:
+        return torch.zeros(draw.x.shape[0], device=draw.x.device)
+    if draw.kl is not None:
+        return draw.kl.flatten(1).sum(1)
+    return (draw.log_qz - draw.log_pz)[0]
+
+
+def training_loss(
+    model: VAE, x: Tensor, config: ObjectiveConfig, progress: float
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Loss to minimise for stage 1 and detached per-batch stats (means over images)."""
+    if config.iw_k > 1:
+        draw = model.draw(x, config.iw_k)
+        bound = torch.logsumexp(draw.log_weights(), 0) - math.log(config.iw_k)
+        loss = -bound.mean() + draw.posterior.aux_loss()
+        return loss, {"loss": loss.detach(), "iwae_bound": -bound.mean().detach()}
+    draw = model.draw(x)
+    log_px = draw.log_px[0]
+    kl = _kl(draw)
+    penalty = kl
+    if config.free_bits > 0 and draw.kl is not None:
+        penalty = draw.kl.mean(0).clamp(min=config.free_bits).sum().expand_as(kl)
+    loss = (-log_px + config.kl_weight(progress) * penalty).mean() + draw.posterior.aux_loss()
+    stats = {"loss": loss.detach(), "nelbo": (kl - log_px).mean().detach(), "kl": kl.mean().detach()}
+    stats.update({k: v.detach() for k, v in draw.posterior.stats().items()})
+    return loss, stats
+
+
+def prior_loss(model: VAE, x: Tensor) -> Tensor:
+    """Stage 2: negative log-likelihood of the frozen encoder's codes under the prior."""
+    with torch.no_grad():
+        z = model.encoder(x).rsample(1)[0]
+    return -model.prior.log_prob(z).mean()
+
+
+@torch.no_grad()
+def nelbo(model: VAE, x: Tensor) -> Tensor:
+    """Negative ELBO per image ``[B]`` in nats (float64), prior term included."""
+    draw = model.draw(x)
+    if draw.posterior.deterministic or draw.kl is None:
+        return -draw.log_weights()[0].double()
+    return (_kl(draw) - draw.log_px[0]).double()
+
+
+@torch.no_grad()
+def importance_nll(model: VAE, x: Tensor, k: int, chunk: int) -> Tensor:
+    """-log p(x) per image ``[B]`` by importance sampling with q(z|x) as proposal:
+    log p(x) ~= logsumexp_i(log w_i) - log k over ``k`` samples drawn ``chunk`` at a time,
+    accumulated in float64. A deterministic posterior needs one sample (the bound)."""
+    posterior = model.encoder(x)
+    if posterior.deterministic:
+        k = 1
+    running = None
+    for start in range(0, k, chunk):
+        lw = model.draw(x, min(chunk, k - start), posterior).log_weights().double()
+        part = torch.logsumexp(lw, 0)
+        running = part if running is None else torch.logaddexp(running, part)
+    return -(running - math.log(k))
