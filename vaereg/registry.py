@@ -135,7 +135,7 @@ def load_registry() -> Registry:
             module = ep.load()
         except Exception as exc:  # a broken plugin must not take the others down
             error = f"{type(exc).__name__}: {exc}"
-            warnings.warn(f"vaereg plugin {ep.name!r} failed to load: {error}", PluginLoadWarning)
+            warnings.warn(f"vaereg plugin {ep.name!r} failed to load: {error}", PluginLoadWarning, stacklevel=2)
             skipped.append(PluginInfo(ep.name, version, error=error))
             continue
         loaded.append((ep.name, module, version))

@@ -37,7 +37,7 @@ def run_options(command):
     """Options shared by ``train`` and ``eval``."""
     options = [
         click.option("--combo", "combos", multiple=True, required=True,
-                     help="A '+'-separated combo, e.g. gaussian, vq+pixelcnn, gaussian+likelihood=bernoulli. Repeatable."),
+                     help="A '+'-separated combo: gaussian, vq+pixelcnn, gaussian+likelihood=bernoulli. Repeatable."),
         click.option("--dataset", default="digits", show_default=True,
                      help=f"One of {', '.join(DATASET_NAMES)}, or folder:PATH."),
         click.option("--data-root", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
@@ -189,7 +189,7 @@ def format_table(rows: list[dict]) -> str:
     for row in rows:
         cells.append(["-" if row.get(key) is None else fmt.format(row[key]) for key, _, fmt in COLUMNS])
     widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
                      for r in cells)
 
 
