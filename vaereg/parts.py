@@ -34,6 +34,9 @@ class Part(nn.Module):
     Config: ClassVar[type] = NoOptions
     fits: ClassVar[frozenset[str]] = LATENT_KINDS
 
+    def __init__(self, data: DataSpec, latent: LatentSpec, config: object):
+        super().__init__()
+
     @classmethod
     def misfit(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
         """Why this part cannot serve ``data`` and ``latent``, or None when it can."""
@@ -95,7 +98,7 @@ class Decoder(Part):
     slot = "decoder"
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: object, out_channels: int):
-        super().__init__()
+        super().__init__(data, latent, config)
 
 
 class Prior(Part):

@@ -48,7 +48,7 @@ class ConvGaussianEncoder(_GaussianEncoder):
     """Strided 3x3 convolutions down to at most 4x4, then a linear map to (mu, log sigma)."""
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: GaussianEncoderConfig):
-        super().__init__()
+        super().__init__(data, latent, config)
         sizes = halvings(data.height, data.width)
         h, w = sizes[-1]
         self.net = nn.Sequential(
@@ -62,7 +62,7 @@ class MLPGaussianEncoder(_GaussianEncoder):
     """Two hidden layers of ``width * 8`` units."""
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: GaussianEncoderConfig):
-        super().__init__()
+        super().__init__(data, latent, config)
         hidden = config.width * 8
         self.net = nn.Sequential(
             nn.Flatten(),

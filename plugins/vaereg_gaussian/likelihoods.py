@@ -17,7 +17,7 @@ class Bernoulli(Likelihood):
     """Independent Bernoulli pixels; binary data only."""
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: NoOptions):
-        super().__init__()
+        super().__init__(data, latent, config)
         self.channels = data.channels
 
     @classmethod
@@ -54,7 +54,7 @@ class DiscretizedLogistic(Likelihood):
     Config = LogisticMixtureConfig
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: LogisticMixtureConfig):
-        super().__init__()
+        super().__init__(data, latent, config)
         self.channels, self.levels, self.mixtures = data.channels, data.levels, config.mixtures
 
     def param_channels(self) -> int:
@@ -98,7 +98,7 @@ class DequantizedGaussian(Likelihood):
     so the returned value is a stochastic lower bound on the discrete log-likelihood."""
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: NoOptions):
-        super().__init__()
+        super().__init__(data, latent, config)
         self.channels, self.levels = data.channels, data.levels
 
     def param_channels(self) -> int:

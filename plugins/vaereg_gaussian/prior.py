@@ -15,7 +15,7 @@ class StandardNormal(Prior):
     fits = frozenset({"continuous"})
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: NoOptions):
-        super().__init__()
+        super().__init__(data, latent, config)
         self.shape = latent.shape
         self.register_buffer("anchor", torch.zeros(()), persistent=False)  # follows .to(device)
 
