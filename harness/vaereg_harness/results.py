@@ -50,8 +50,9 @@ def append_row(directory: Path, row: dict[str, Any]) -> Path:
     """Write ``row`` as a new file of the dataset at ``directory``; returns its path."""
     directory.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist([row], schema=SCHEMA)
-    name = f"{row['created_at']:%Y%m%dT%H%M%S}-{row['run_id']}.parquet"
-    tmp = directory / f".{name}.{uuid.uuid4().hex}.tmp"
+    unique = uuid.uuid4().hex  # never overwrite: two writers may share a run_id and a second
+    name = f"{row['created_at']:%Y%m%dT%H%M%S}-{row['run_id']}-{unique[:12]}.parquet"
+    tmp = directory / f".{name}.tmp"
     pq.write_table(table, tmp)
     os.replace(tmp, directory / name)
     return directory / name
