@@ -28,7 +28,7 @@ def test_part_options_reach_the_latent_spec():
         ("gaussian+likelihood=nope", DIGITS, r"unknown likelihood 'nope'; known likelihoods: bernoulli, dlogistic"),
         ("gaussian+bernoulli", DIGITS, r"'bernoulli' does not fit .*needs binary data \(2 levels\)"),
         ("gaussian+likelihood=bernoulli", DIGITS,
-         r"likelihood 'bernoulli' does not fit encoder 'gaussian' on digits .*likelihoods that fit: dlogistic, gaussian"),
+         r"likelihood 'bernoulli' does not fit encoder 'gaussian' on digits .*that fit: dlogistic, gaussian"),
         ("gaussian++conv", DIGITS, r"empty token"),
         ("conv+gaussian", DIGITS, r"'conv' comes before any encoder .*put a preset or encoder first"),
         ("encoder=gaussian", DIGITS, r"leaves decoder, prior, likelihood empty; start with a preset"),

@@ -8,7 +8,8 @@ import time
 import pytest
 import torch
 
-from vaereg_harness import checkpoint, train as train_module
+from vaereg_harness import checkpoint
+from vaereg_harness import train as train_module
 from vaereg_harness.runner import RunConfig, build, run_dir, train
 from vaereg_harness.train import TrainConfig, TrainingDiverged
 
