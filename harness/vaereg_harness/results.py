@@ -36,6 +36,9 @@ SCHEMA = pa.schema(
         pa.field("train_images_per_s", pa.float64()),
         pa.field("stage_seconds", pa.string()),  # JSON: stage -> seconds
         pa.field("eval_seconds", pa.float64()),
+        pa.field("sample_images_per_s", pa.float64()),
+        pa.field("codebook_perplexity", pa.float64()),
+        pa.field("codebook_usage", pa.float64()),
         pa.field("fid", pa.float64()),
         pa.field("fid_extractor", pa.string()),
         pa.field("status", pa.string(), nullable=False),
