@@ -7,8 +7,6 @@ import torch
 
 from vaereg_harness.data import load_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="session")
 def digits():

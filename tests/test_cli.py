@@ -38,3 +38,11 @@ def test_plugins_lists_the_gaussian_plugin_and_its_parts(tmp_path):
     for part in ("encoder    gaussian", "decoder    conv", "prior      normal", "likelihood dlogistic",
                  "preset     gaussian"):
         assert part in out
+
+
+def test_sample_from_a_vq_pixelcnn_checkpoint(tmp_path):
+    out = vaereg_cli("train", "--combo", "vq+pixelcnn", "--epochs", "1", "--quiet",
+                     "--set", "prior.width=8", "--set", "encoder.width=16", cwd=tmp_path).stdout
+    ckpt = out.strip().split("checkpoint ")[-1]
+    vaereg_cli("sample", ckpt, "-n", "4", "-o", "codes.png", cwd=tmp_path)
+    assert Image.open(tmp_path / "codes.png").size == (2 * 33 + 1, 2 * 33 + 1)

@@ -64,13 +64,6 @@ def training_loss(
     return loss, stats
 
 
-def prior_loss(model: VAE, x: Tensor) -> Tensor:
-    """Stage 2: negative log-likelihood of the frozen encoder's codes under the prior."""
-    with torch.no_grad():
-        z = model.encoder(x).rsample(1)[0]
-    return -model.prior.log_prob(z).mean()
-
-
 @torch.no_grad()
 def nelbo(model: VAE, x: Tensor) -> Tensor:
     """Negative ELBO per image ``[B]`` in nats (float64), prior term included."""

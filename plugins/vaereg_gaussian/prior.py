@@ -12,6 +12,8 @@ from vaereg_gaussian.encoders import DiagonalGaussian
 
 
 class StandardNormal(Prior):
+    """N(0, I) over a continuous latent, with the closed-form KL to a diagonal Gaussian."""
+
     fits = frozenset({"continuous"})
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: NoOptions):
