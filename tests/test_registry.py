@@ -64,7 +64,10 @@ def test_third_party_plugin_is_discovered_and_used_in_a_combo(tmp_path):
     listing = json.loads(vaereg_cli("plugins", "--json", cwd=tmp_path, env=env).stdout)
     plugin = next(p for p in listing if p["name"] == "vaereg-halfbern")
     assert plugin["version"] == "1.2.3"
-    assert {"slot": "likelihood", "name": "halfbern"}.items() <= plugin["parts"][0].items()
+    assert {"slot": "likelihood", "name": "halfbern", "options": {}}.items() <= plugin["parts"][0].items()
+    gaussian = next(p for p in listing if p["name"] == "gaussian")
+    encoder = next(p for p in gaussian["parts"] if p["slot"] == "encoder" and p["name"] == "gaussian")
+    assert encoder["options"] == {"latent_dim": 16, "width": 64}
     # the data must be binary for it to make sense; build a binary folder of PNGs
     from PIL import Image
 

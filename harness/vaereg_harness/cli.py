@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from vaereg import UsageError, VaeregError
-from vaereg.config import group_assignments
+from vaereg.config import group_assignments, to_dict
 from vaereg.parts import SLOTS
 from vaereg.registry import get_registry
 from vaereg_harness import checkpoint
@@ -144,6 +144,7 @@ def plugins_command(as_json):
     for info in registry.plugins:
         parts = [
             {"slot": e.slot, "name": e.name, "description": (e.cls.__doc__ or "").strip().split("\n")[0],
+             "options": to_dict(e.cls.Config()),
              "latent": f"produces {e.cls.produces}" if e.slot == "encoder" else f"fits {'/'.join(sorted(e.cls.fits))}"}
             for by_name in registry.parts.values() for e in by_name.values() if e.plugin == info.name
         ]
