@@ -105,7 +105,7 @@ def test_disabled_plugins_are_not_loaded(tmp_path):
     proc = vaereg_cli("plugins", cwd=tmp_path, env=env_with(site, VAEREG_DISABLE_PLUGINS="vaereg-broken,gaussian"))
     assert "vaereg-broken 1.2.3 (disabled)" in proc.stdout
     assert "gaussian 0.1.0 (disabled)" in proc.stdout
-    assert "dlogistic" not in proc.stdout and "failed" not in proc.stdout
+    assert "likelihood dlogistic" not in proc.stdout and "failed" not in proc.stdout
     env = env_with(site, VAEREG_DISABLE_PLUGINS="gaussian")
     proc = vaereg_cli("eval", "--combo", "gaussian", cwd=tmp_path, env=env, check=False)
     assert proc.returncode == 2 and "unknown preset or part 'gaussian'" in proc.stderr
