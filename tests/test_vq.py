@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from vaereg import DataSpec, discrete
+from vaereg.codes import Quantizer
 from vaereg.combo import resolve
 from vaereg.model import VAE
 from vaereg.objectives import importance_nll
 from vaereg_vq.prior import UniformCodes
-from vaereg_vq.quantizer import Quantizer
 
 
 def quantizer(**kw) -> Quantizer:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vaereg.config import from_dict
+from vaereg.config import from_dict, to_dict
 from vaereg.errors import UsageError
 from vaereg.parts import SLOTS
 from vaereg.registry import PartEntry, Registry, get_registry
@@ -29,11 +29,29 @@ class Combo:
     latent: LatentSpec
 
     @property
+    def coupled(self) -> dict[str, str]:
+        """Slots the encoder fills itself -> the attribute of the encoder that serves there."""
+        return self.parts["encoder"].cls.fills
+
+    @property
     def canonical(self) -> str:
-        return "+".join(f"{slot}={self.parts[slot].name}" for slot in SLOTS)
+        return "+".join(f"{slot}={self.parts[slot].name}" for slot in SLOTS if slot not in self.coupled)
 
     def stages(self) -> list[int]:
+        if "prior" in self.coupled:
+            return [1]
         return sorted({1, self.parts["prior"].cls.stage})
+
+    def options(self) -> dict[str, dict[str, Any]]:
+        """Every part's options by slot, as JSON-ready dicts; ``resolve`` takes them back."""
+        return {slot: to_dict(cfg) for slot, cfg in self.configs.items() if slot not in self.coupled}
+
+    def objective_defaults(self) -> dict[str, Any]:
+        """The objective settings the parts ask for, later slots winning."""
+        merged: dict[str, Any] = {}
+        for slot in SLOTS:
+            merged.update(self.parts[slot].cls.objective)
+        return merged
 
 
 def _config(entry: PartEntry, options: dict[str, dict[str, Any]]) -> Any:
@@ -63,6 +81,20 @@ def resolve(
         raise UsageError(f"options for unknown slot {sorted(unknown_groups)[0]!r}; slots: {', '.join(SLOTS)}")
     chosen: dict[str, PartEntry] = {}
 
+    def place(entry: PartEntry, token: str) -> None:
+        encoder = chosen.get("encoder")
+        if entry.slot != "encoder" and encoder is not None and entry.slot in encoder.cls.fills:
+            swappable = ", ".join(s for s in SLOTS[1:] if s not in encoder.cls.fills)
+            raise UsageError(
+                f"{token!r}: encoder {encoder.name!r} is a coupled part that fills the {entry.slot} itself "
+                f"(one module holds its {' and '.join(encoder.cls.fills)}); {entry.name!r} cannot replace it. "
+                f"Swap only the {swappable}, e.g. '{encoder.name}+{swappable.split(', ')[0]}=NAME'"
+            )
+        if entry.slot == "encoder":
+            for slot in entry.cls.fills:
+                chosen.pop(slot, None)
+        chosen[entry.slot] = entry
+
     def latent_so_far(token: str) -> LatentSpec:
         if "encoder" not in chosen:
             raise UsageError(
@@ -79,16 +111,17 @@ def resolve(
             slot, _, name = (s.strip() for s in token.partition("="))
             if slot not in SLOTS:
                 raise UsageError(f"unknown slot {slot!r} in {token!r}; slots: {', '.join(SLOTS)}")
-            chosen[slot] = registry.part(slot, name)
+            place(registry.part(slot, name), token)
         elif token in registry.presets:
-            for slot, name in registry.presets[token].slots.items():
-                chosen[slot] = registry.part(slot, name)
+            preset = registry.presets[token].slots
+            for slot in sorted(preset, key=lambda s: s != "encoder"):
+                place(registry.part(slot, preset[slot]), token)
         else:
             candidates = registry.slots_named(token)
             if not candidates:
                 raise UsageError(f"unknown preset or part {token!r}; {registry.known_names()}")
             if [c.slot for c in candidates] == ["encoder"]:
-                chosen["encoder"] = candidates[0]
+                place(candidates[0], token)
                 continue
             latent = latent_so_far(token)
             fits = [c for c in candidates if c.cls.misfit(data, latent, _config(c, options)) is None]
@@ -100,8 +133,11 @@ def resolve(
                     f"as {c.slot} it {c.cls.misfit(data, latent, _config(c, options))}" for c in candidates
                 )
                 raise UsageError(f"{token!r} does not fit a {latent.describe()}: {reasons}")
-            chosen[fits[0].slot] = fits[0]
+            place(fits[0], token)
 
+    if "encoder" in chosen:
+        for slot in chosen["encoder"].cls.fills:
+            chosen[slot] = chosen["encoder"]
     missing = [slot for slot in SLOTS if slot not in chosen]
     if missing:
         presets = ", ".join(sorted(registry.presets)) or "none"
@@ -109,10 +145,20 @@ def resolve(
             f"combo {text!r} leaves {', '.join(missing)} empty; start with a preset ({presets}) "
             f"or add slot=name"
         )
-    configs = {slot: _config(chosen[slot], options) for slot in SLOTS}
+    encoder = chosen["encoder"]
+    for slot in encoder.cls.fills:
+        if options.get(slot):
+            raise UsageError(
+                f"options for the {slot} go to encoder {encoder.name!r}, which fills the {slot} itself; "
+                f"write encoder.NAME=VALUE"
+            )
+    configs = {slot: _config(chosen[slot], options) for slot in SLOTS if slot not in encoder.cls.fills}
+    configs.update({slot: configs["encoder"] for slot in encoder.cls.fills})
     latent = chosen["encoder"].cls.latent_spec(data, configs["encoder"])
     for slot in SLOTS[1:]:
         entry = chosen[slot]
+        if entry is chosen["encoder"]:
+            continue
         reason = entry.cls.misfit(data, latent, configs[slot])
         if reason:
             raise UsageError(

@@ -31,6 +31,9 @@ class Draw:
 
     @cached_property
     def log_pz(self) -> Tensor:
+        known = self.posterior.log_prior(self.z)
+        if known is not None:
+            return known
         return self.model.prior.log_prob(self.z.flatten(0, 1)).view(self.shape)
 
     @cached_property
@@ -49,19 +52,31 @@ class Draw:
 
 
 class VAE(nn.Module):
-    """Encoder, decoder, prior and likelihood of one combo, built from their configs."""
+    """Encoder, decoder, prior and likelihood of one combo, built from their configs. A slot
+    filled by a coupled encoder is that encoder's attribute (``model.prior`` is
+    ``model.encoder.prior``), so its weights are stored once."""
 
     def __init__(self, combo: Combo):
         super().__init__()
         self.combo = combo
         data, latent, cfg = combo.data, combo.latent, combo.configs
         parts = combo.parts
-        self.encoder = parts["encoder"].cls(data, latent, cfg["encoder"])
         self.likelihood = parts["likelihood"].cls(data, latent, cfg["likelihood"])
-        self.decoder = parts["decoder"].cls(
-            data, latent, cfg["decoder"], out_channels=self.likelihood.param_channels()
-        )
-        self.prior = parts["prior"].cls(data, latent, cfg["prior"])
+        out_channels = self.likelihood.param_channels()
+        if combo.coupled:
+            self.encoder = parts["encoder"].cls(data, latent, cfg["encoder"], out_channels=out_channels)
+        else:
+            self.encoder = parts["encoder"].cls(data, latent, cfg["encoder"])
+        if "decoder" not in combo.coupled:
+            self.decoder = parts["decoder"].cls(data, latent, cfg["decoder"], out_channels=out_channels)
+        if "prior" not in combo.coupled:
+            self.prior = parts["prior"].cls(data, latent, cfg["prior"])
+
+    def __getattr__(self, name: str):
+        coupled = self.__dict__.get("combo")
+        if coupled is not None and name in coupled.coupled:
+            return getattr(self.encoder, coupled.coupled[name])
+        return super().__getattr__(name)
 
     def draw(self, x: Tensor, k: int = 1, posterior: Posterior | None = None) -> Draw:
         return Draw(self, x, posterior if posterior is not None else self.encoder(x), k)

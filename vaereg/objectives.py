@@ -10,18 +10,22 @@ import torch
 from torch import Tensor
 
 from vaereg.model import VAE
+from vaereg.specs import LatentSpec
 
 
 @dataclass
 class ObjectiveConfig:
     """``warmup``: fraction of training over which the KL weight rises linearly from 0 to
     ``beta``. ``free_bits``: nats per latent dimension below which KL is not penalised
-    (Kingma et al. 2016, batch-averaged per dimension). ``iw_k > 1`` trains the IWAE bound
-    (Burda et al. 2016) instead of the ELBO."""
+    (Kingma et al. 2016, batch-averaged per dimension). ``kl_balance``: while warming up,
+    weight each level of a hierarchy by its share of the KL (NVAE, Vahdat & Kautz 2020, sec. 3.2),
+    so no level collapses early. ``iw_k > 1`` trains the IWAE bound (Burda et al. 2016)
+    instead of the ELBO."""
 
     beta: float = 1.0
     warmup: float = 0.0
     free_bits: float = 0.0
+    kl_balance: bool = False
     iw_k: int = 1
 
     def __post_init__(self) -> None:
@@ -43,6 +47,18 @@ def _kl(draw) -> Tensor:
     return (draw.log_qz - draw.log_pz)[0]
 
 
+def kl_per_level(latent: LatentSpec, kl: Tensor) -> Tensor:
+    """KL per level ``[B, L]`` of a hierarchy from its per-dimension KL ``[B, size]``."""
+    return torch.stack([level.flatten(1).sum(1) for level in latent.split(kl)], 1)
+
+
+def balanced(levels: Tensor) -> Tensor:
+    """Per-image KL ``[B]`` with level l weighted by gamma_l = L * kl_l / sum_j kl_j, kl_l its
+    batch mean (detached): levels that carry little information are penalised less."""
+    share = levels.mean(0).detach() + 1e-6
+    return (levels * (share / share.mean())).sum(1)
+
+
 def training_loss(
     model: VAE, x: Tensor, config: ObjectiveConfig, progress: float
 ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -58,6 +74,8 @@ def training_loss(
     penalty = kl
     if config.free_bits > 0 and draw.kl is not None:
         penalty = draw.kl.mean(0).clamp(min=config.free_bits).sum().expand_as(kl)
+    elif config.kl_balance and progress < config.warmup and draw.kl is not None and model.combo.latent.levels:
+        penalty = balanced(kl_per_level(model.combo.latent, draw.kl))
     loss = (-log_px + config.kl_weight(progress) * penalty).mean() + draw.posterior.aux_loss()
     stats = {"loss": loss.detach(), "nelbo": (kl - log_px).mean().detach(), "kl": kl.mean().detach()}
     stats.update({k: v.detach() for k, v in draw.posterior.stats().items()})

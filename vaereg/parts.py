@@ -12,7 +12,7 @@ that score or decode latents see them flattened to ``[k * B, *latent.shape]``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +33,9 @@ class Part(nn.Module):
     slot: ClassVar[str]
     Config: ClassVar[type] = NoOptions
     fits: ClassVar[frozenset[str]] = LATENT_KINDS
+    #: Objective settings this part trains best with (NVAE: KL warm-up and balancing); the
+    #: user's ``objective.*`` options override them.
+    objective: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: object):
         super().__init__()
@@ -43,6 +46,18 @@ class Part(nn.Module):
         if latent.kind not in cls.fits:
             kinds = "/".join(sorted(cls.fits))
             return f"needs a {kinds} latent, got a {latent.describe()}"
+        return None
+
+
+class FitsCodes:
+    """Mixin for a part over discrete codes: one code map, or a hierarchy of them (VQ-VAE-2)."""
+
+    fits = frozenset({"discrete", "hierarchical"})
+
+    @classmethod
+    def misfit(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
+        if not latent.is_codes:
+            return f"needs discrete codes (a code map or a hierarchy of them), got a {latent.describe()}"
         return None
 
 
@@ -64,6 +79,11 @@ class Posterior:
         """What the decoder consumes for ``z`` (flattened to ``[k * B, ...]``)."""
         return z.flatten(0, 1)
 
+    def log_prior(self, z: Tensor) -> Tensor | None:
+        """log p(z) ``[k, B]`` when drawing ``z`` already computed it (a hierarchy whose
+        posterior walks the prior's top-down path), else None and the prior is asked."""
+        return None
+
     def aux_loss(self) -> Tensor:
         """Training-only terms of the encoder (a VQ commitment loss); zero by default."""
         return torch.zeros(())
@@ -74,11 +94,17 @@ class Posterior:
 
 
 class Encoder(Part):
-    """x -> q(z | x). Declares the latent it produces before it is built."""
+    """x -> q(z | x). Declares the latent it produces before it is built.
+
+    A coupled encoder also fills other slots (``fills``: slot -> the attribute of the built
+    encoder that serves there). An NVAE or ladder top-down path is shared by q and p, so it
+    lives in one module with the prior and decoder; such an encoder is built with the
+    ``out_channels`` its likelihood needs, and the likelihood stays swappable."""
 
     slot = "encoder"
     #: The kind of latent this encoder produces.
     produces: ClassVar[str]
+    fills: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def latent_spec(cls, data: DataSpec, config: object) -> LatentSpec:

@@ -6,6 +6,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
+from torch import Tensor
+
 LatentKind = Literal["continuous", "discrete", "hierarchical"]
 LATENT_KINDS: frozenset[str] = frozenset({"continuous", "discrete", "hierarchical"})
 
@@ -35,7 +38,10 @@ class DataSpec:
 class LatentSpec:
     """What an encoder produces: its kind and shape, plus for a discrete latent the number of
     codes and the size of each code's vector (what a decoder receives per position), and for a
-    hierarchical one its levels."""
+    hierarchical one its levels, listed from the one nearest the data (z_1) to the top (z_L).
+
+    A hierarchical sample is one flat tensor ``[..., size]``: every level flattened, in that
+    order (``split`` and ``join`` convert)."""
 
     kind: LatentKind
     shape: tuple[int, ...] = ()
@@ -49,12 +55,41 @@ class LatentSpec:
         if self.kind == "discrete" and not self.codes:
             raise ValueError("a discrete latent needs its number of codes")
 
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def level_kinds(self) -> frozenset[str]:
+        """The kinds of a hierarchy's levels (empty for a flat latent)."""
+        return frozenset(level.kind for level in self.levels)
+
+    @property
+    def is_codes(self) -> bool:
+        """A discrete code map, or a hierarchy of them."""
+        return self.kind == "discrete" or (self.kind == "hierarchical" and self.level_kinds == {"discrete"})
+
+    def as_levels(self) -> tuple[LatentSpec, ...]:
+        """A hierarchy's levels; a flat latent is its own single level."""
+        return self.levels if self.kind == "hierarchical" else (self,)
+
+    def split(self, z: Tensor) -> list[Tensor]:
+        """A hierarchical sample ``[..., size]`` as its levels ``[..., *level.shape]``."""
+        lead = z.shape[:-1]
+        chunks = z.split([level.size for level in self.levels], dim=-1)
+        return [c.reshape(*lead, *level.shape) for c, level in zip(chunks, self.levels, strict=True)]
+
+    def join(self, levels: list[Tensor]) -> Tensor:
+        """The inverse of ``split``: levels ``[..., *level.shape]`` as one ``[..., size]``."""
+        return torch.cat([t.flatten(t.dim() - len(s.shape)) for t, s in zip(levels, self.levels, strict=True)], -1)
+
     def describe(self) -> str:
         dims = "x".join(map(str, self.shape))
         if self.kind == "discrete":
             return f"discrete latent ({self.codes} codes over {dims})"
         if self.kind == "hierarchical":
-            return f"hierarchical latent ({len(self.levels)} levels)"
+            inner = "/".join(sorted(self.level_kinds))
+            return f"hierarchical latent ({len(self.levels)} {inner} levels)"
         return f"continuous latent ({dims})"
 
 
@@ -64,3 +99,8 @@ def continuous(*shape: int) -> LatentSpec:
 
 def discrete(codes: int, embed_dim: int, *shape: int) -> LatentSpec:
     return LatentSpec("discrete", tuple(shape), codes=codes, embed_dim=embed_dim)
+
+
+def hierarchy(*levels: LatentSpec) -> LatentSpec:
+    """Levels from the one nearest the data (z_1) to the top (z_L)."""
+    return LatentSpec("hierarchical", (sum(level.size for level in levels),), levels=tuple(levels))

@@ -13,7 +13,6 @@ import torch
 
 from vaereg import DataSpec, UsageError, __version__
 from vaereg.combo import Combo, resolve
-from vaereg.config import to_dict
 from vaereg.model import VAE
 
 FORMAT = 1
@@ -28,7 +27,7 @@ def save(path: Path, model: VAE, *, run_config: dict[str, Any], state: dict[str,
         "combo": combo.text,
         "canonical": combo.canonical,
         "data": asdict(combo.data),
-        "options": json.dumps({slot: to_dict(cfg) for slot, cfg in combo.configs.items()}),
+        "options": json.dumps(combo.options()),
         "run_config": json.dumps(run_config),
         "model": model.state_dict(),
         **state,

@@ -7,10 +7,12 @@ import time
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from vaereg.codes import codebook_stats
 from vaereg.model import VAE
+from vaereg.specs import LatentSpec
 from vaereg.objectives import importance_nll, nelbo
 from vaereg_harness.data import Dataset
 
@@ -25,6 +27,26 @@ class Evaluation:
     sample_images_per_s: float
     codebook_perplexity: float | None = None
     codebook_usage: float | None = None
+    kl_per_level: list[float] | None = None
+    active_units: int | None = None
+
+
+ACTIVE_KL = 0.01  # nats: a latent dimension whose mean KL exceeds this is active
+
+
+def latent_usage(latent: LatentSpec, kl: Tensor) -> tuple[list[float], int]:
+    """Mean KL per level (z_1 first) and the number of active dimensions, from the mean KL per
+    dimension ``[size]`` over the test split."""
+    levels = [level.sum().item() for level in latent.split(kl)] if latent.levels else [kl.sum().item()]
+    return levels, int((kl > ACTIVE_KL).sum().item())
+
+
+def code_usage(latent: LatentSpec, codes: Tensor) -> tuple[float, float]:
+    """Codebook perplexity and usage, averaged over the code maps of a hierarchy."""
+    maps = latent.split(codes) if latent.levels else [codes]
+    stats = [codebook_stats(m, level.codes) for m, level in zip(maps, latent.as_levels(), strict=True)]
+    return (sum(s["perplexity"].item() for s in stats) / len(stats),
+            sum(s["usage"].item() for s in stats) / len(stats))
 
 
 @torch.no_grad()
@@ -34,34 +56,40 @@ def evaluate(
 ) -> Evaluation:
     """Means over the test split. Images go ``max(1, 8192 // iw_chunk)`` at a time with
     ``iw_chunk`` samples each, so memory stays bounded whatever ``iw_samples`` is. Sampling
-    speed is timed on ``sample_images`` draws; a discrete latent's code use on the test split."""
+    speed is timed on ``sample_images`` draws. Code use on the test split for discrete latents;
+    KL per level and active units for latents with a closed-form KL."""
     model.eval()
     device = next(model.parameters()).device
     began = time.perf_counter()
     batch = max(1, 8192 // iw_chunk)
     test = data.test.to(device)
-    nelbos, nlls, codes = [], [], []
-    discrete = model.combo.latent.kind == "discrete"
+    latent = model.combo.latent
+    nelbos, nlls, codes, kls = [], [], [], []
     for i in tqdm(range(0, test.shape[0], batch), desc="evaluate", disable=not progress,
                   file=sys.stderr, leave=False, unit="batch"):
         x = data.to_model(test[i:i + batch], train=False)
         nelbos.append(nelbo(model, x))
         nlls.append(importance_nll(model, x, iw_samples, iw_chunk))
-        if discrete:
-            codes.append(model.encoder(x).rsample(1)[0])
+        draw = model.draw(x)
+        if draw.posterior.deterministic:
+            codes.append(draw.z[0])
+        elif draw.kl is not None:
+            kls.append(draw.kl.flatten(1).double().sum(0))
     nll = torch.cat(nlls).mean().item()
-    used = 1 if model.encoder(data.to_model(test[:1], train=False)).deterministic else iw_samples
     seconds = time.perf_counter() - began
-    stats = codebook_stats(torch.cat(codes), model.combo.latent.codes) if discrete else {}
+    perplexity, usage = code_usage(latent, torch.cat(codes)) if codes and latent.is_codes else (None, None)
+    kl_levels, active = latent_usage(latent, sum(kls) / test.shape[0]) if kls else (None, None)
     began = time.perf_counter()
     model.sample(sample_images)
     return Evaluation(
         nelbo_nats=torch.cat(nelbos).mean().item(),
         nll_nats=nll,
         nll_bpd=data.spec.bits_per_dim(nll),
-        iw_samples=used,
+        iw_samples=1 if codes else iw_samples,
         seconds=seconds,
         sample_images_per_s=sample_images / (time.perf_counter() - began),
-        codebook_perplexity=stats["perplexity"].item() if stats else None,
-        codebook_usage=stats["usage"].item() if stats else None,
+        codebook_perplexity=perplexity,
+        codebook_usage=usage,
+        kl_per_level=kl_levels,
+        active_units=active,
     )

@@ -39,6 +39,8 @@ SCHEMA = pa.schema(
         pa.field("sample_images_per_s", pa.float64()),
         pa.field("codebook_perplexity", pa.float64()),
         pa.field("codebook_usage", pa.float64()),
+        pa.field("kl_per_level", pa.string()),  # JSON: mean KL per level in nats, z_1 first
+        pa.field("active_units", pa.int64()),  # latent dimensions with mean KL above 0.01 nats
         pa.field("fid", pa.float64()),
         pa.field("fid_extractor", pa.string()),
         pa.field("status", pa.string(), nullable=False),

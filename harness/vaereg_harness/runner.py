@@ -27,14 +27,23 @@ class RunConfig:
     """Everything a run was asked for; serialised into the results row's ``config``."""
 
     train: TrainConfig = field(default_factory=TrainConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    objective: dict[str, Any] = field(default_factory=dict)  # the user's objective.* options
     iw_samples: int = 1000
     iw_chunk: int = 128
 
     @classmethod
     def from_options(cls, train: TrainConfig, grouped: dict[str, dict[str, Any]], **rest: Any) -> RunConfig:
-        objective = from_dict(ObjectiveConfig, grouped.get("objective", {}), what="objective")
+        objective = grouped.get("objective", {})
+        from_dict(ObjectiveConfig, objective, what="objective")  # a typo fails before any training
         return cls(train=train, objective=objective, **rest)
+
+    def objective_for(self, combo: Combo) -> ObjectiveConfig:
+        """The parts' objective defaults (NVAE's warm-up), overridden by the user's options."""
+        return from_dict(ObjectiveConfig, {**combo.objective_defaults(), **self.objective}, what="objective")
+
+    def describe(self, combo: Combo) -> dict[str, Any]:
+        """This config as recorded for ``combo``: the objective it actually trains with."""
+        return {**to_dict(self), "objective": to_dict(self.objective_for(combo))}
 
 
 def run_dir(out: Path, dataset: str, combo: str, seed: int) -> Path:
@@ -51,7 +60,8 @@ def build(text: str, data: Dataset, options: dict[str, dict[str, Any]], config: 
 
 def train(model: VAE, data: Dataset, config: RunConfig, out: Path, *, resume: bool, progress: bool):
     path = run_dir(out, data.spec.name, model.combo.text, config.train.seed) / "checkpoint.pt"
-    trainer = Trainer(model, data, config.train, config.objective, path, to_dict(config), progress)
+    trainer = Trainer(model, data, config.train, config.objective_for(model.combo), path,
+                      config.describe(model.combo), progress)
     return trainer.run(resume=resume), path
 
 
@@ -70,7 +80,7 @@ def evaluate_combo(
         "created_at": datetime.now(UTC),
         "combo": text,
         "parts": json.dumps({slot: entry.describe() for slot, entry in combo.parts.items()}),
-        "config": json.dumps({"parts": {s: to_dict(c) for s, c in combo.configs.items()}, **to_dict(config)}),
+        "config": json.dumps({"parts": combo.options(), **config.describe(combo)}),
         "dataset": data.spec.name,
         "seed": config.train.seed,
         "device": str(next(model.parameters()).device),
@@ -86,6 +96,8 @@ def evaluate_combo(
         "sample_images_per_s": result.sample_images_per_s,
         "codebook_perplexity": result.codebook_perplexity,
         "codebook_usage": result.codebook_usage,
+        "kl_per_level": None if result.kl_per_level is None else json.dumps(result.kl_per_level),
+        "active_units": result.active_units,
         "fid": None,
         "fid_extractor": None,
         "status": "ok",

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from vaereg import DataSpec, LatentSpec, Likelihood, Prior
-from vaereg.parts import to_levels
+from vaereg.parts import FitsCodes, to_levels
 from vaereg_pixelcnn.network import GatedPixelCNN
 
 
@@ -25,23 +26,46 @@ class PixelCNNLikelihoodConfig(PixelCNNConfig):
     features: int = 32  # channels of decoder features conditioning every gate
 
 
-class PixelCNNPrior(Prior):
-    """Categorical over the K codes at each position given the codes before it."""
+class PixelCNNPrior(FitsCodes, Prior):
+    """Categorical over the K codes at each position given the codes before it. Over a
+    hierarchy of code maps (VQ-VAE-2) one PixelCNN per level, each below the top conditioned
+    on the level above (its codes embedded and resized to this level's grid):
+    p(z) = p(z_L) prod_l p(z_l | z_{l+1})."""
 
     Config = PixelCNNConfig
-    fits = frozenset({"discrete"})
     stage = 2
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: PixelCNNConfig):
         super().__init__(data, latent, config)
-        self.shape = latent.shape
-        self.net = GatedPixelCNN(latent.codes, 1, 0, config.width, config.layers, config.kernel)
+        self.latent, self.levels = latent, latent.as_levels()
+        cond = config.width
+        self.nets = nn.ModuleList(
+            GatedPixelCNN(level.codes, 1, cond if i < len(self.levels) - 1 else 0, config.width, config.layers,
+                          config.kernel)
+            for i, level in enumerate(self.levels)
+        )
+        self.conditions = nn.ModuleList(nn.Embedding(above.codes, cond) for above in self.levels[1:])
+
+    def _maps(self, z: Tensor) -> list[Tensor]:
+        return self.latent.split(z) if self.latent.kind == "hierarchical" else [z]
+
+    def _condition(self, i: int, maps: list[Tensor]) -> Tensor | None:
+        """Level ``i``'s conditioning map: the level above, embedded and resized (nearest)."""
+        if i == len(self.levels) - 1:
+            return None
+        above = self.conditions[i](maps[i + 1]).movedim(-1, 1)
+        return F.interpolate(above, size=self.levels[i].shape, mode="nearest")
 
     def log_prob(self, z: Tensor) -> Tensor:
-        return self.net.log_prob(z.unsqueeze(1))
+        maps = self._maps(z)
+        return sum(net.log_prob(m.unsqueeze(1), self._condition(i, maps))
+                   for i, (net, m) in enumerate(zip(self.nets, maps, strict=True)))
 
     def sample(self, n: int) -> Tensor:
-        return self.net.sample(n, *self.shape)[:, 0]
+        maps: list[Tensor] = [None] * len(self.levels)  # type: ignore[list-item]
+        for i in reversed(range(len(self.levels))):
+            maps[i] = self.nets[i].sample(n, *self.levels[i].shape, self._condition(i, maps))[:, 0]
+        return self.latent.join(maps) if self.latent.kind == "hierarchical" else maps[0]
 
 
 class PixelCNNLikelihood(Likelihood):

@@ -8,9 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from vaereg import DataSpec, Encoder, LatentSpec, Posterior, discrete
-from vaereg.codes import codebook_stats
+from vaereg.codes import Quantizer, codebook_stats
 from vaereg.nets import DownStack, halvings
-from vaereg_vq.quantizer import Quantizer
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The uniform prior over a code map: N positions of K codes cost exactly N log K nats."""
+"""The uniform prior over codes: N positions of K codes cost exactly N log K nats."""
 
 from __future__ import annotations
 
@@ -8,20 +8,25 @@ import torch
 from torch import Tensor
 
 from vaereg import DataSpec, LatentSpec, NoOptions, Prior
+from vaereg.parts import FitsCodes
 
 
-class UniformCodes(Prior):
-    """p(z) = K^-N over a map of N positions with K codes each."""
-
-    fits = frozenset({"discrete"})
+class UniformCodes(FitsCodes, Prior):
+    """p(z) = prod over levels of K^-N, for a code map (or each map of a hierarchy) of N
+    positions with K codes each."""
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: NoOptions):
         super().__init__(data, latent, config)
-        self.codes, self.shape = latent.codes, latent.shape
+        self.latent = latent
+        self.log_p = -sum(level.size * math.log(level.codes) for level in latent.as_levels())
         self.register_buffer("anchor", torch.zeros(()), persistent=False)
 
     def log_prob(self, z: Tensor) -> Tensor:
-        return torch.full((z.shape[0],), -math.prod(self.shape) * math.log(self.codes), device=z.device)
+        return torch.full((z.shape[0],), self.log_p, device=z.device)
 
     def sample(self, n: int) -> Tensor:
-        return torch.randint(self.codes, (n, *self.shape), device=self.anchor.device)
+        device = self.anchor.device
+        if self.latent.kind == "discrete":
+            return torch.randint(self.latent.codes, (n, *self.latent.shape), device=device)
+        return self.latent.join([torch.randint(level.codes, (n, *level.shape), device=device)
+                                 for level in self.latent.levels])

@@ -1,0 +1,109 @@
+"""A Markov Gaussian hierarchy p(z_L) p(z_{L-1} | z_L) ... p(x | z_1) with ladder inference
+(Sønderby et al. 2016, "Ladder Variational Autoencoders"): the bottom-up tower proposes a
+Gaussian per level, and the posterior merges it with the top-down prior by precision weighting,
+
+    sigma_q^-2 = sigma_hat^-2 + sigma_p^-2,    mu_q = sigma_q^2 (mu_hat sigma_hat^-2 + mu_p sigma_p^-2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from vaereg import DataSpec, LatentSpec, continuous
+from vaereg.nets import DownStack, Reshape, UpStack, halvings
+from vaereg.specs import hierarchy
+from vaereg.topdown import Level, TopDownEncoder, TopDownPrior, gaussian_kl
+
+
+@dataclass
+class LadderConfig:
+    """``levels`` Gaussian levels; z_1 has ``latent_dim`` dimensions and each level above half
+    as many (at least 2). ``width``: channels of the convolutions; MLPs between levels use
+    ``4 * width`` units."""
+
+    levels: int = 2
+    latent_dim: int = 16
+    width: int = 64
+
+    def __post_init__(self) -> None:
+        if self.levels < 1 or self.latent_dim < 1 or self.width < 1:
+            raise ValueError("levels, latent_dim and width must be positive")
+
+    def dims(self) -> list[int]:
+        return [max(2, self.latent_dim >> level) for level in range(self.levels)]
+
+
+def mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, n_out))
+
+
+def split_gaussian(t: Tensor) -> Level:
+    mean, log_std = t.chunk(2, dim=1)
+    return Level(mean, log_std.clamp(-7.0, 4.0))
+
+
+class LadderPrior(TopDownPrior):
+    """N(0, I) at the top; below, each level's mean and log sigma are an MLP of the level above."""
+
+    def __init__(self, data: DataSpec, latent: LatentSpec, config: LadderConfig):
+        super().__init__(data, latent, config)
+        dims, hidden = config.dims(), 4 * config.width
+        self.conditionals = nn.ModuleList(mlp(dims[i + 1], hidden, 2 * dims[i]) for i in range(len(dims) - 1))
+
+    def start(self, n: int) -> Tensor:
+        return self.anchor.new_zeros(n, 0)
+
+    def prior(self, level: int, state: Tensor) -> Level:
+        if level == len(self.latent.levels) - 1:
+            zeros = state.new_zeros(state.shape[0], self.latent.levels[level].size)
+            return Level(zeros, zeros)
+        return split_gaussian(self.conditionals[level](state))
+
+    def posterior(self, level: int, state: Tensor, feature: Tensor, prior: Level) -> tuple[Level, Tensor]:
+        proposal = split_gaussian(feature)
+        log_precision_hat, log_precision_p = -2 * proposal.log_std, -2 * prior.log_std
+        log_precision = torch.logaddexp(log_precision_hat, log_precision_p)
+        mean = (proposal.mean * torch.exp(log_precision_hat - log_precision)
+                + prior.mean * torch.exp(log_precision_p - log_precision))
+        q = Level(mean, -0.5 * log_precision)
+        return q, gaussian_kl(q.mean, q.log_std, prior.mean, prior.log_std)
+
+    def absorb(self, level: int, state: Tensor, z: Tensor) -> Tensor:
+        return z  # Markov: the level below depends on z_l alone
+
+
+class LadderEncoder(TopDownEncoder):
+    """Ladder VAE: a conv bottom-up tower with an MLP per level, a Markov Gaussian top-down
+    prior, and a conv decoder from z_1."""
+
+    Config = LadderConfig
+
+    @classmethod
+    def latent_spec(cls, data: DataSpec, config: LadderConfig) -> LatentSpec:
+        return hierarchy(*(continuous(d) for d in config.dims()))
+
+    def __init__(self, data: DataSpec, latent: LatentSpec, config: LadderConfig, out_channels: int):
+        super().__init__(data, latent, config)
+        dims, width, hidden = config.dims(), config.width, 4 * config.width
+        sizes = halvings(data.height, data.width)
+        h, w = sizes[-1]
+        self.trunk = nn.Sequential(
+            DownStack(data.channels, width, sizes), nn.Flatten(), nn.Linear(width * h * w, hidden), nn.SiLU()
+        )
+        self.up = nn.ModuleList(nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU()) for _ in dims[1:])
+        self.proposals = nn.ModuleList(nn.Linear(hidden, 2 * d) for d in dims)
+        self.prior = LadderPrior(data, latent, config)
+        self.decoder = nn.Sequential(
+            nn.Linear(dims[0], width * h * w), Reshape(width, h, w), nn.SiLU(), UpStack(width, out_channels, sizes)
+        )
+
+    def bottom_up(self, x: Tensor) -> list[Tensor]:
+        d = self.trunk(x)
+        features = [self.proposals[0](d)]
+        for up, proposal in zip(self.up, self.proposals[1:], strict=True):
+            d = up(d)
+            features.append(proposal(d))
+        return features

@@ -1,0 +1,162 @@
+"""Two-level VQ-VAE-2 codes (Razavi et al. 2019): a top code map at half the bottom map's
+resolution, and a bottom map whose encoder sees the top codes. The decoder reads both.
+
+A code sample is the hierarchy's flat form (bottom positions, then top). What the decoder
+receives is ``[N, embed_dim, positions]``: each level's code vectors, joined the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from vaereg import DataSpec, Decoder, Encoder, LatentSpec, Posterior, discrete
+from vaereg.codes import Quantizer, codebook_stats
+from vaereg.nets import DownStack, UpStack, halvings, halvings_to
+from vaereg.specs import hierarchy
+
+
+@dataclass
+class VQ2Config:
+    """The bottom map is the image halved until at most 4x4, the top map one halving more;
+    each level has its own EMA codebook of ``codes`` codes."""
+
+    codes: int = 32
+    embed_dim: int = 16
+    width: int = 64
+    commitment: float = 0.25
+    ema: bool = True
+    decay: float = 0.99
+    epsilon: float = 1e-5
+    restart_below: float = 0.01
+
+
+def grids(data: DataSpec) -> list[tuple[int, int]]:
+    """Sizes from the image to the bottom map, then the top map."""
+    sizes = halvings(data.height, data.width)
+    if len(sizes) == 1:
+        sizes = halvings(data.height, data.width, steps=1)
+    h, w = sizes[-1]
+    return [*sizes, halvings(h, w, steps=1)[-1]]
+
+
+class VQ2Posterior(Posterior):
+    """A point mass at both levels' nearest codes, with straight-through code vectors."""
+
+    deterministic = True
+
+    def __init__(self, encoder: VQ2Encoder, z_e: list[Tensor], codes: list[Tensor], e: list[Tensor]):
+        self.encoder, self.z_e, self.e = encoder, z_e, e
+        self.codes = encoder.latent.join(codes)
+        self.level_codes = codes
+
+    def rsample(self, k: int) -> Tensor:
+        return self.codes.expand(k, *self.codes.shape)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return torch.zeros(z.shape[:2], device=z.device)
+
+    def decoder_input(self, z: Tensor) -> Tensor:
+        st = self.encoder.latent.join([z_e + (e - z_e).detach() for z_e, e in zip(self.z_e, self.e, strict=True)])
+        return st.expand(z.shape[0], *st.shape).flatten(0, 1)
+
+    def aux_loss(self) -> Tensor:
+        config, loss = self.encoder.config, 0
+        for z_e, e in zip(self.z_e, self.e, strict=True):
+            loss = loss + config.commitment * (z_e - e.detach()).square().flatten(1).sum(1)
+            if not config.ema:
+                loss = loss + (z_e.detach() - e).square().flatten(1).sum(1)
+        return loss.mean()
+
+    def stats(self) -> dict[str, Tensor]:
+        names = ("bottom", "top")
+        return {f"perplexity_{name}": codebook_stats(c, self.encoder.config.codes)["perplexity"]
+                for name, c in zip(names, self.level_codes, strict=True)}
+
+
+class VQ2Encoder(Encoder):
+    """Strided convolutions to the bottom grid, one more to the top grid; the top codes are
+    quantized first, decoded back to the bottom grid and joined with the bottom features."""
+
+    Config = VQ2Config
+    produces = "hierarchical"
+
+    @classmethod
+    def latent_spec(cls, data: DataSpec, config: VQ2Config) -> LatentSpec:
+        *_, bottom, top = grids(data)
+        return hierarchy(discrete(config.codes, config.embed_dim, *bottom),
+                         discrete(config.codes, config.embed_dim, *top))
+
+    def __init__(self, data: DataSpec, latent: LatentSpec, config: VQ2Config):
+        super().__init__(data, latent, config)
+        self.config, self.latent = config, latent
+        sizes = grids(data)
+        width, dim = config.width, config.embed_dim
+        self.bottom_up = DownStack(data.channels, width, sizes[:-1])
+        self.to_top = nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1), nn.SiLU(),
+                                    nn.Conv2d(width, dim, 1))
+        self.top_to_bottom = nn.Sequential(nn.Upsample(size=sizes[-2]), nn.Conv2d(dim, width, 3, padding=1), nn.SiLU())
+        self.to_bottom = nn.Conv2d(2 * width, dim, 1)
+        self.quantizers = nn.ModuleList(
+            Quantizer(config.codes, dim, ema=config.ema, decay=config.decay, epsilon=config.epsilon,
+                      restart_below=config.restart_below)
+            for _ in range(2)
+        )
+
+    def _quantize(self, level: int, z_e: Tensor) -> tuple[Tensor, Tensor]:
+        quantizer = self.quantizers[level]
+        flat = z_e.movedim(1, -1).reshape(-1, self.config.embed_dim).detach()
+        codes = quantizer.assign(flat)
+        code_map = codes.view(z_e.shape[0], *z_e.shape[2:])
+        e = quantizer.lookup(code_map)  # the codebook this step quantized with
+        if self.training and self.config.ema:
+            quantizer.update(flat, codes)
+        return code_map, e
+
+    def forward(self, x: Tensor) -> VQ2Posterior:
+        h = self.bottom_up(x)
+        z_top = self.to_top(h)
+        codes_top, e_top = self._quantize(1, z_top)
+        z_bottom = self.to_bottom(torch.cat([h, self.top_to_bottom(e_top)], 1))
+        codes_bottom, e_bottom = self._quantize(0, z_bottom)
+        return VQ2Posterior(self, [z_bottom, z_top], [codes_bottom, codes_top], [e_bottom, e_top])
+
+    def embed(self, z: Tensor) -> Tensor:
+        return self.latent.join([q.lookup(c) for q, c in zip(self.quantizers, self.latent.split(z), strict=True)])
+
+
+@dataclass
+class VQ2DecoderConfig:
+    width: int = 64
+
+
+class VQ2Decoder(Decoder):
+    """The top code vectors upsampled to the bottom grid, joined with the bottom vectors, then
+    upsampling convolutions to the image."""
+
+    Config = VQ2DecoderConfig
+    fits = frozenset({"hierarchical"})
+
+    @classmethod
+    def misfit(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
+        if not latent.is_codes or len(latent.levels) != 2:
+            return f"needs two levels of codes (bottom, top), got a {latent.describe()}"
+        return None
+
+    def __init__(self, data: DataSpec, latent: LatentSpec, config: VQ2DecoderConfig, out_channels: int):
+        super().__init__(data, latent, config, out_channels)
+        self.latent = latent
+        bottom, top = latent.levels
+        width = config.width
+        self.top = nn.Sequential(nn.Upsample(size=bottom.shape), nn.Conv2d(top.embed_dim, width, 3, padding=1),
+                                 nn.SiLU())
+        self.net = nn.Sequential(
+            nn.Conv2d(bottom.embed_dim + width, width, 3, padding=1), nn.SiLU(),
+            UpStack(width, out_channels, halvings_to(data.height, data.width, bottom.shape)),
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        bottom, top = self.latent.split(z)
+        return self.net(torch.cat([bottom, self.top(top)], 1))

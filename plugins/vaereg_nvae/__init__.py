@@ -1,0 +1,19 @@
+"""NVAE parts: one coupled module fills the encoder, prior and decoder slots."""
+
+from vaereg import hookimpl
+from vaereg_nvae.model import NVAEEncoder
+
+
+@hookimpl
+def register_parts(register):
+    register("nvae", NVAEEncoder)
+
+
+@hookimpl
+def register_presets(register):
+    register(
+        "nvae",
+        "NVAE: residual cells, groups of latent maps per scale, residual-normal posterior, "
+        "spectral regularisation, KL warm-up and balancing",
+        encoder="nvae", likelihood="dlogistic",
+    )

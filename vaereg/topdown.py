@@ -1,0 +1,170 @@
+"""Top-down Gaussian hierarchies whose prior and posterior share one path (ladder VAE, NVAE).
+
+The walk runs from the top level z_L down to z_1 carrying a state s. At level l the prior is
+p(z_l | s) and the posterior q(z_l | x, s) combines s with the encoder's bottom-up feature for
+that level (Sønderby et al. 2016; Vahdat & Kautz 2020); the state then absorbs z_l. The final
+state is what the decoder consumes. One module holds the walk, so a ``TopDownEncoder`` fills
+the encoder, prior and decoder slots and the likelihood stays swappable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from vaereg.parts import Encoder, Posterior, Prior
+from vaereg.specs import DataSpec, LatentSpec
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def normal_log_prob(z: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """log N(z; mean, exp(log_std)^2) per dimension."""
+    return -0.5 * ((z - mean) * torch.exp(-log_std)).square() - log_std - HALF_LOG_2PI
+
+
+def gaussian_kl(mean_q: Tensor, log_std_q: Tensor, mean_p: Tensor, log_std_p: Tensor) -> Tensor:
+    """KL(N_q || N_p) per dimension, in closed form."""
+    var_ratio = torch.exp(2 * (log_std_q - log_std_p))
+    return 0.5 * (var_ratio + ((mean_q - mean_p) * torch.exp(-log_std_p)).square() - 1) - (log_std_q - log_std_p)
+
+
+@dataclass
+class Level:
+    """One level's distribution: ``mean`` and ``log_std`` ``[N, *level.shape]``."""
+
+    mean: Tensor
+    log_std: Tensor
+
+
+@dataclass
+class Walk:
+    """One pass down the hierarchy for N rows."""
+
+    z: Tensor  # [N, size], levels joined as LatentSpec.join does
+    state: Tensor  # the final state: the decoder's input
+    log_p: Tensor  # [N]
+    log_q: Tensor | None  # [N], when the walk had bottom-up features
+    kl: Tensor | None  # [N, size], closed-form KL per dimension given the levels above
+
+
+class TopDownPrior(Prior):
+    """p(z_L) p(z_{L-1} | z_L) ... p(z_1 | z_{>1}) through a state, plus the posterior step
+    that shares it. Subclasses define the four steps below; level indices count from 0 (z_1)."""
+
+    fits = frozenset({"hierarchical"})
+
+    def __init__(self, data: DataSpec, latent: LatentSpec, config: object):
+        super().__init__(data, latent, config)
+        self.latent = latent
+        self.register_buffer("anchor", torch.zeros(()), persistent=False)
+
+    def start(self, n: int) -> Tensor:
+        """The state above the top level for ``n`` rows."""
+        raise NotImplementedError
+
+    def prior(self, level: int, state: Tensor) -> Level:
+        raise NotImplementedError
+
+    def posterior(self, level: int, state: Tensor, feature: Tensor, prior: Level) -> tuple[Level, Tensor]:
+        """q(z_l | x, z_{>l}) and its KL from ``prior`` per dimension."""
+        raise NotImplementedError
+
+    def absorb(self, level: int, state: Tensor, z: Tensor) -> Tensor:
+        """The state below level ``level`` once ``z`` is drawn there."""
+        raise NotImplementedError
+
+    def walk(self, n: int, features: list[Tensor] | None = None, given: Tensor | None = None) -> Walk:
+        """Draw (or, with ``given`` ``[n, size]``, score) every level from the top down; with
+        bottom-up ``features`` (one per level, ``[n, ...]``) the draws come from q, else from p."""
+        fixed = self.latent.split(given) if given is not None else None
+        state = self.start(n)
+        drawn: list[Tensor] = [None] * len(self.latent.levels)  # type: ignore[list-item]
+        kls: list[Tensor] = [None] * len(self.latent.levels)  # type: ignore[list-item]
+        log_p = torch.zeros(n, device=state.device)
+        log_q = torch.zeros(n, device=state.device) if features is not None else None
+        for level in reversed(range(len(self.latent.levels))):
+            p = self.prior(level, state)
+            q = p
+            if features is not None:
+                q, kls[level] = self.posterior(level, state, features[level], p)
+            z = fixed[level] if fixed is not None else q.mean + torch.randn_like(q.mean) * q.log_std.exp()
+            log_p = log_p + normal_log_prob(z, p.mean, p.log_std).flatten(1).sum(1)
+            if log_q is not None:
+                log_q = log_q + normal_log_prob(z, q.mean, q.log_std).flatten(1).sum(1)
+            drawn[level] = z
+            state = self.absorb(level, state, z)
+        kl = self.latent.join(kls) if features is not None else None
+        return Walk(self.latent.join(drawn), state, log_p, log_q, kl)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return self.walk(z.shape[0], given=z).log_p
+
+    def sample(self, n: int) -> Tensor:
+        return self.walk(n).z
+
+    def kl(self, posterior: Posterior) -> Tensor | None:
+        """Each level's KL given the levels above, from the posterior's first draw."""
+        return posterior.kl if isinstance(posterior, TopDownPosterior) else None
+
+
+class TopDownPosterior(Posterior):
+    """q(z | x) = prod_l q(z_l | x, z_{>l}); drawing it also yields log p(z) and the decoder's
+    input, so a draw costs one walk."""
+
+    def __init__(self, prior: TopDownPrior, features: list[Tensor]):
+        self.prior, self.features = prior, features
+        self.batch = features[0].shape[0]
+        self._drawn: tuple[Tensor, Walk] | None = None
+
+    def _walk(self, z: Tensor | None, k: int) -> Walk:
+        if z is not None and self._drawn is not None and z is self._drawn[0]:
+            return self._drawn[1]
+        features = [f.expand(k, *f.shape).flatten(0, 1) for f in self.features]
+        return self.prior.walk(k * self.batch, features, None if z is None else z.flatten(0, 1))
+
+    def rsample(self, k: int) -> Tensor:
+        walk = self._walk(None, k)
+        z = walk.z.view(k, self.batch, -1)
+        self._drawn = (z, walk)
+        return z
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return self._walk(z, z.shape[0]).log_q.view(z.shape[:2])
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        return self._walk(z, z.shape[0]).log_p.view(z.shape[:2])
+
+    def decoder_input(self, z: Tensor) -> Tensor:
+        return self._walk(z, z.shape[0]).state
+
+    @property
+    def kl(self) -> Tensor:
+        """``[B, size]`` KL per dimension of the latest draw's first sample."""
+        if self._drawn is None:
+            self.rsample(1)
+        return self._drawn[1].kl[: self.batch]
+
+
+class TopDownEncoder(Encoder):
+    """The bottom-up tower of a top-down hierarchy; it owns the walk (``self.prior``) and the
+    decoder head (``self.decoder``), and fills those slots."""
+
+    produces = "hierarchical"
+    fills: ClassVar[dict[str, str]] = {"decoder": "decoder", "prior": "prior"}
+    prior: TopDownPrior
+    decoder: nn.Module
+
+    def bottom_up(self, x: Tensor) -> list[Tensor]:
+        """One feature per level, z_1 first."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> TopDownPosterior:
+        return TopDownPosterior(self.prior, self.bottom_up(x))
+
+    def embed(self, z: Tensor) -> Tensor:
+        return self.prior.walk(z.shape[0], given=z).state
