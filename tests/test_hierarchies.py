@@ -52,31 +52,29 @@ def test_spectral_norm_estimates_converge_to_the_largest_singular_value():
     assert net[0].weight.grad is not None and net[0].weight.grad.abs().sum() > 0
 
 
-def _posterior_equals_prior(vae: VAE, text: str) -> None:
+def _posterior_equals_prior(vae: VAE, text: str, merge: str) -> None:
     with torch.no_grad():
-        if text == "nvae":  # dmu = 0 and log dsigma = 0: q is exactly the prior
-            for head in vae.encoder.prior.posteriors:
-                head[-1].weight.zero_()
-                head[-1].bias.zero_()
-        else:  # the bottom-up proposal carries no precision: sigma_hat = e^30
-            for head in vae.encoder.proposals:
-                head.weight.zero_()
-                half = head.bias.shape[0] // 2
-                head.bias[:half] = 0.0
-                head.bias[half:] = 30.0
+        # NVAE: dmu = 0 and log dsigma = 0, so q is exactly the prior; ladder: a zero proposal
+        heads = [h[-1] for h in vae.encoder.prior.posteriors] if text == "nvae" else list(vae.encoder.proposals)
+        for head in heads:
+            head.weight.zero_()
+            head.bias.zero_()
+            if merge == "precision":  # the bottom-up proposal carries no precision: sigma_hat = e^4
+                head.bias[head.bias.shape[0] // 2:] = 4.0
 
 
-@pytest.mark.parametrize("text", ["hierarchical", "nvae"])
-def test_kl_is_zero_at_every_level_when_the_posterior_is_the_prior(text):
-    vae = model(text)
+@pytest.mark.parametrize(("text", "merge"), [("hierarchical", "residual"), ("hierarchical", "precision"),
+                                             ("nvae", None)])
+def test_kl_is_zero_at_every_level_when_the_posterior_is_the_prior(text, merge):
+    vae = model(text, {"encoder": {"merge": merge}} if merge else {})
     draw = vae.draw(images())
     assert kl_per_level(vae.combo.latent, draw.kl).abs().max() > 1e-3  # an untrained posterior differs
-    _posterior_equals_prior(vae, text)
+    _posterior_equals_prior(vae, text, merge)
     draw = vae.draw(images(), k=3)
     levels = kl_per_level(vae.combo.latent, draw.kl)
     assert levels.shape == (6, len(vae.combo.latent.levels))
     assert levels.abs().max() < 1e-5
-    assert torch.allclose(draw.log_qz, draw.log_pz, atol=1e-3)
+    assert torch.allclose(draw.log_qz, draw.log_pz, atol=1e-2)  # precision merge: q ~ p to 1e-3
 
 
 @pytest.mark.parametrize("text", ["hierarchical", "nvae"])

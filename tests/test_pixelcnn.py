@@ -37,7 +37,7 @@ def dependency(net, height: int, width: int, cond_channels: int) -> torch.Tensor
 @pytest.mark.parametrize("layers", [1, 2, 5])
 @pytest.mark.parametrize("role", ["prior", "likelihood"])
 def test_output_never_depends_on_its_own_or_later_positions(role, layers):
-    net = prior(layers).net if role == "prior" else likelihood(layers).net
+    net = prior(layers).nets[0] if role == "prior" else likelihood(layers).net
     deps = dependency(net, 5, 6, 0 if role == "prior" else 3)
     positions = deps.shape[0]
     at_or_after = torch.ones(positions, positions).triu().bool()
@@ -47,7 +47,7 @@ def test_output_never_depends_on_its_own_or_later_positions(role, layers):
 
 
 def test_deep_enough_network_has_no_blind_spot():
-    deps = dependency(prior(6).net, 4, 4, 0)
+    deps = dependency(prior(6).nets[0], 4, 4, 0)
     last = deps[-1]
     assert last[:-1].all()  # the last position sees every earlier one, top-right corner included
 
@@ -57,7 +57,7 @@ def test_prior_probabilities_sum_to_one_over_every_code_map():
     grids = torch.tensor(list(itertools.product(range(3), repeat=4))).view(-1, 2, 2)
     total = model.log_prob(grids).exp().sum()
     assert abs(total.item() - 1) < 1e-5
-    logits = model.net(grids[:5].unsqueeze(1))
+    logits = model.nets[0](grids[:5].unsqueeze(1))
     assert torch.allclose(logits.softmax(2).sum(2), torch.ones(5, 1, 2, 2))
 
 
@@ -71,7 +71,7 @@ def test_likelihood_sums_to_one_over_every_image_given_features():
 
 @pytest.mark.parametrize("role", ["prior", "likelihood"])
 def test_fast_sample_equals_naive_recomputation(role):
-    net = prior(layers=4, codes=7).net if role == "prior" else likelihood(layers=4, levels=5).net
+    net = prior(layers=4, codes=7).nets[0] if role == "prior" else likelihood(layers=4, levels=5).net
     cond = None if role == "prior" else torch.randn(6, 3, 5, 6)
     torch.manual_seed(11)
     fast = net.sample(6, 5, 6, cond, fast=True)

@@ -12,8 +12,8 @@ from tqdm import tqdm
 
 from vaereg.codes import codebook_stats
 from vaereg.model import VAE
-from vaereg.specs import LatentSpec
 from vaereg.objectives import importance_nll, nelbo
+from vaereg.specs import LatentSpec
 from vaereg_harness.data import Dataset
 
 
