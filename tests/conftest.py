@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -6,6 +7,18 @@ import pytest
 import torch
 
 from vaereg_harness.data import load_dataset
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache(tmp_path_factory):
+    """One cache (FID classifier, reference statistics) for the session, never the user's."""
+    old = os.environ.get("VAEREG_CACHE")
+    os.environ["VAEREG_CACHE"] = str(tmp_path_factory.mktemp("vaereg-cache"))
+    yield Path(os.environ["VAEREG_CACHE"])
+    if old is None:
+        del os.environ["VAEREG_CACHE"]
+    else:
+        os.environ["VAEREG_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from vaereg.parts import SLOTS
 from vaereg.registry import get_registry
 from vaereg_harness import checkpoint
 from vaereg_harness.data import DATASET_NAMES, load_dataset
+from vaereg_harness.fid import default_cache_dir, protocol_for
 from vaereg_harness.images import save_grid
 from vaereg_harness.results import append_row, read_results
 from vaereg_harness.runner import RunConfig, build, evaluate_combo, train
@@ -94,13 +95,28 @@ def main() -> None:
               help="Importance samples per forward pass (bounds memory).")
 @click.option("--results", type=click.Path(path_type=Path), default=Path("vaereg-results"), show_default=True,
               help="Parquet dataset the rows are appended to.")
-def eval_command(combos, data, train_config, grouped, out, resume, quiet, iw_samples, iw_chunk, results):
-    """Train every stage of each combo, evaluate it on the test split and append a results row."""
-    config = RunConfig.from_options(train_config, grouped, iw_samples=iw_samples, iw_chunk=iw_chunk)
+@click.option("--fid/--no-fid", default=True, show_default=True,
+              help="FID of the samples against the test split (torch-fidelity).")
+@click.option("--fid-samples", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="Samples drawn for FID.")
+@click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
+              help="torch-fidelity's Inception weights file; without it (and none in torch's cache) FID uses "
+                   "a classifier trained on the data set's labels.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Where feature extractors and reference statistics are cached [$VAEREG_CACHE or ~/.cache/vaereg].")
+def eval_command(combos, data, train_config, grouped, out, resume, quiet, iw_samples, iw_chunk, results,
+                 fid, fid_samples, inception_weights, cache_dir):
+    """Train every stage of each combo, evaluate it on the test split (NLL, FID), save sample and
+    reconstruction grids under --out and append a results row."""
+    config = RunConfig.from_options(train_config, grouped, iw_samples=iw_samples, iw_chunk=iw_chunk,
+                                    fid_samples=fid_samples)
     options = part_options(grouped)
+    protocol = protocol_for(data, cache_dir or default_cache_dir(), inception_weights) if fid else None
+    if isinstance(protocol, str):
+        click.echo(f"note: {protocol}", err=True)
     rows = []
     for text in combos:
-        row = evaluate_combo(text, data, options, config, out, resume=resume, progress=not quiet)
+        row = evaluate_combo(text, data, options, config, out, fid=protocol, resume=resume, progress=not quiet)
         append_row(results, row)
         rows.append(row)
     click.echo(format_table(rows))
@@ -182,7 +198,8 @@ def results_command(results, combo):
 COLUMNS = [("combo", "combo", "{}"), ("dataset", "dataset", "{}"), ("seed", "seed", "{}"),
            ("epochs", "epochs", "{}"), ("nelbo_nats", "-ELBO", "{:.2f}"), ("nll_nats", "NLL", "{:.2f}"),
            ("nll_bpd", "bits/dim", "{:.3f}"), ("iw_samples", "K", "{}"), ("train_seconds", "train s", "{:.1f}"),
-           ("train_images_per_s", "img/s", "{:.0f}"), ("eval_seconds", "eval s", "{:.1f}"), ("fid", "FID", "{:.2f}")]
+           ("train_images_per_s", "img/s", "{:.0f}"), ("eval_seconds", "eval s", "{:.1f}"), ("fid", "FID", "{:.2f}"),
+           ("fid_floor", "FID floor", "{:.2f}")]
 
 
 def format_table(rows: list[dict]) -> str:

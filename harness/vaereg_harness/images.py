@@ -10,11 +10,13 @@ import torch
 from PIL import Image
 
 
-def save_grid(images: torch.Tensor, path: Path, *, min_cell: int = 32, pad: int = 1) -> Path:
-    """Save ``[N, C, H, W]`` images with values in [0, 1] as one PNG grid, each cell scaled up
-    (nearest neighbour) to at least ``min_cell`` pixels so small images stay visible."""
+def save_grid(images: torch.Tensor, path: Path, *, cols: int | None = None, min_cell: int = 32,
+              pad: int = 1) -> Path:
+    """Save ``[N, C, H, W]`` images with values in [0, 1] as one PNG grid (``cols`` wide, square
+    by default), each cell scaled up (nearest neighbour) to at least ``min_cell`` pixels so
+    small images stay visible."""
     n, c, h, w = images.shape
-    cols = math.ceil(math.sqrt(n))
+    cols = cols or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     scale = max(1, math.ceil(min_cell / max(h, w)))
     cell_h, cell_w = h * scale + pad, w * scale + pad

@@ -42,7 +42,13 @@ SCHEMA = pa.schema(
         pa.field("kl_per_level", pa.string()),  # JSON: mean KL per level in nats, z_1 first
         pa.field("active_units", pa.int64()),  # latent dimensions with mean KL above 0.01 nats
         pa.field("fid", pa.float64()),
-        pa.field("fid_extractor", pa.string()),
+        pa.field("fid_extractor", pa.string()),  # torch-fidelity extractor name:weight-hash
+        pa.field("fid_samples", pa.int64()),
+        pa.field("fid_reference", pa.string()),  # split:size
+        pa.field("fid_floor", pa.float64()),  # FID(train split, test split), same extractor
+        pa.field("fid_note", pa.string()),  # why fid is null, when it is
+        pa.field("samples_png", pa.string()),
+        pa.field("reconstructions_png", pa.string()),
         pa.field("status", pa.string(), nullable=False),
         pa.field("vaereg_version", pa.string(), nullable=False),
         pa.field("torch_version", pa.string(), nullable=False),

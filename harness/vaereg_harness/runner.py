@@ -19,6 +19,8 @@ from vaereg.model import VAE
 from vaereg.objectives import ObjectiveConfig
 from vaereg_harness.data import Dataset
 from vaereg_harness.evaluate import evaluate
+from vaereg_harness.fid import Protocol
+from vaereg_harness.images import save_grid
 from vaereg_harness.train import TrainConfig, Trainer, pick_device, seed_everything
 
 
@@ -30,6 +32,7 @@ class RunConfig:
     objective: dict[str, Any] = field(default_factory=dict)  # the user's objective.* options
     iw_samples: int = 1000
     iw_chunk: int = 128
+    fid_samples: int = 1000
 
     @classmethod
     def from_options(cls, train: TrainConfig, grouped: dict[str, dict[str, Any]], **rest: Any) -> RunConfig:
@@ -65,14 +68,39 @@ def train(model: VAE, data: Dataset, config: RunConfig, out: Path, *, resume: bo
     return trainer.run(resume=resume), path
 
 
+@torch.no_grad()
+def draw_samples(model: VAE, n: int, chunk: int = 256) -> torch.Tensor:
+    return torch.cat([model.sample(min(chunk, n - i)).cpu() for i in range(0, n, chunk)])
+
+
+def sample_quality(model: VAE, data: Dataset, fid: Protocol | str | None, n: int, folder: Path) -> dict[str, Any]:
+    """PNG grids of samples and of test reconstructions (originals above), and FID."""
+    model.eval()
+    samples = draw_samples(model, max(n, 64) if isinstance(fid, Protocol) else 64)
+    test = data.to_model(data.test[:16].to(next(model.parameters()).device), train=False)
+    pairs = torch.cat([test.cpu(), model.reconstruct(test).cpu()])
+    row: dict[str, Any] = {
+        "samples_png": str(save_grid(samples[:64], folder / "samples.png")),
+        "reconstructions_png": str(save_grid(pairs, folder / "reconstructions.png", cols=test.shape[0])),
+        "fid_note": fid if isinstance(fid, str) else None,
+    }
+    if isinstance(fid, Protocol):
+        row.update(fid=fid.score(samples[:n]), fid_extractor=fid.extractor.describe(), fid_samples=n,
+                   fid_reference=fid.reference, fid_floor=fid.floor)
+    return row
+
+
 def evaluate_combo(
     text: str, data: Dataset, options: dict[str, dict[str, Any]], config: RunConfig,
-    out: Path, *, resume: bool = False, progress: bool = True,
+    out: Path, *, fid: Protocol | str | None = None, resume: bool = False, progress: bool = True,
 ) -> dict[str, Any]:
-    """Train and evaluate one combo; returns the results row (not yet written)."""
+    """Train and evaluate one combo; returns the results row (not yet written). ``fid``: how to
+    compute FID, or a note saying why there is none, or None when it was not asked for."""
     model = build(text, data, options, config)
     reports, _ = train(model, data, config, out, resume=resume, progress=progress)
     result = evaluate(model, data, config.iw_samples, config.iw_chunk, progress)
+    folder = run_dir(out, data.spec.name, text, config.train.seed)
+    quality = sample_quality(model, data, fid, config.fid_samples, folder)
     seconds = sum(r.seconds for r in reports)
     combo = model.combo
     return {
@@ -98,8 +126,7 @@ def evaluate_combo(
         "codebook_usage": result.codebook_usage,
         "kl_per_level": None if result.kl_per_level is None else json.dumps(result.kl_per_level),
         "active_units": result.active_units,
-        "fid": None,
-        "fid_extractor": None,
+        **quality,
         "status": "ok",
         "vaereg_version": __version__,
         "torch_version": torch.__version__,

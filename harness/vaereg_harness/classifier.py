@@ -1,0 +1,142 @@
+"""A small classifier trained on a data set's own labels, whose penultimate layer serves as the
+FID feature extractor where Inception weights are not available (an offline machine)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+
+from vaereg_harness.data import Dataset
+
+EXTRACTOR = "vaereg-classifier"
+FEATURES = ("penultimate", "logits")
+
+
+@dataclass
+class ClassifierConfig:
+    channels: int
+    classes: int
+    width: int = 64
+
+
+class Classifier(nn.Module):
+    """Three 3x3 convolutions (two strided), global average pooling to ``width`` features, a
+    linear head. Input: uint8 images ``[N, C, H, W]`` as torch-fidelity passes them."""
+
+    def __init__(self, config: ClassifierConfig):
+        super().__init__()
+        w = config.width
+        self.features = nn.Sequential(
+            nn.Conv2d(config.channels, w // 2, 3, padding=1), nn.BatchNorm2d(w // 2), nn.SiLU(),
+            nn.Conv2d(w // 2, w, 3, stride=2, padding=1), nn.BatchNorm2d(w), nn.SiLU(),
+            nn.Conv2d(w, w, 3, stride=2, padding=1), nn.BatchNorm2d(w), nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.head = nn.Linear(w, config.classes)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        f = self.features(images.float() / 255)
+        return f, self.head(f)
+
+
+def content_hash(*tensors: Tensor | None) -> str:
+    """SHA-256 over the shapes and bytes of ``tensors``: any changed value changes it."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        if t is not None:
+            t = t.detach().cpu().contiguous()
+            digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def as_uint8(images01: Tensor) -> Tensor:
+    """Images in [0, 1] as the uint8 ``[N, C, H, W]`` torch-fidelity reads."""
+    return (images01.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+
+
+def train_classifier(images: Tensor, labels: Tensor, *, epochs: int = 30, seed: int = 0) -> Classifier:
+    """Fit on uint8 ``images`` and ``labels`` with Adam; seeded apart from the caller's RNG."""
+    config = ClassifierConfig(images.shape[1], int(labels.max()) + 1)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = Classifier(config)
+        optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+        net.train()
+        for _ in range(epochs):
+            for idx in torch.randperm(images.shape[0]).split(64):
+                loss = F.cross_entropy(net(images[idx])[1], labels[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+    return net.eval()
+
+
+def cached_classifier(data: Dataset, cache_dir: Path) -> Path:
+    """The classifier for ``data``'s labelled training split, trained once and stored under a
+    key that includes the content hash of the images and labels."""
+    train = as_uint8(data.to_model(data.train, train=False))
+    key = content_hash(train, data.train_labels)[:16]
+    path = Path(cache_dir) / "extractors" / f"{data.spec.name.replace(':', '_').replace('/', '_')}-{key}.pt"
+    if not path.is_file():
+        net = train_classifier(train, data.train_labels)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({"config": asdict(net_config(net)), "state": net.state_dict()}, tmp)
+        os.replace(tmp, path)
+    return path
+
+
+def net_config(net: Classifier) -> ClassifierConfig:
+    first, head = net.features[0], net.head
+    return ClassifierConfig(first.in_channels, head.out_features, head.in_features)
+
+
+def load_classifier(path: Path) -> Classifier:
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    net = Classifier(ClassifierConfig(**payload["config"]))
+    net.load_state_dict(payload["state"])
+    return net.eval()
+
+
+class ClassifierFeatures(FeatureExtractorBase):
+    """The classifier as a torch-fidelity feature extractor; its weights come from
+    ``feature_extractor_weights_path``."""
+
+    def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None,
+                 **kwargs):
+        super().__init__(name, features_list)
+        if feature_extractor_weights_path is None:
+            raise ValueError(f"{EXTRACTOR} needs feature_extractor_weights_path")
+        self.net = load_classifier(Path(feature_extractor_weights_path))
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return FEATURES
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return "penultimate"
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> None:
+        return None
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        provided = dict(zip(FEATURES, self.net(images), strict=True))
+        return tuple(provided[name] for name in self.features_list)

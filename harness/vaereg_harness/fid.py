@@ -1,0 +1,132 @@
+"""FID between a model's samples and the test split, through torch-fidelity, with the
+protocol recorded: the extractor (name and weight hash), the reference, and the floor (the FID
+between the training and test splits under the same extractor)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import torch
+import torch_fidelity
+from torch import Tensor
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+from vaereg import UsageError
+from vaereg_harness.classifier import (
+    EXTRACTOR,
+    ClassifierFeatures,
+    as_uint8,
+    cached_classifier,
+    content_hash,
+    file_hash,
+)
+from vaereg_harness.data import Dataset
+
+INCEPTION = "inception-v3-compat"
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's name in torch's cache
+
+if EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
+    register_feature_extractor(EXTRACTOR, ClassifierFeatures)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("VAEREG_CACHE") or Path.home() / ".cache" / "vaereg")
+
+
+class ImageSet(torch.utils.data.Dataset):
+    """uint8 images ``[N, C, H, W]`` as the map-style data set torch-fidelity reads; Inception
+    gets three channels."""
+
+    def __init__(self, images: Tensor, rgb: bool):
+        self.images = images.expand(-1, 3, -1, -1) if rgb and images.shape[1] == 1 else images
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self.images[i]
+
+
+@dataclass
+class Extractor:
+    name: str  # torch-fidelity's registry name
+    layer: str
+    weights: Path
+    digest: str
+
+    def describe(self) -> str:
+        return f"{self.name}:{self.digest[:12]}"
+
+
+def inception_weights(given: Path | None) -> Path | None:
+    if given is not None:
+        if not Path(given).is_file():
+            raise UsageError(f"--inception-weights {given}: no such file; give torch-fidelity's {INCEPTION_FILE}")
+        return Path(given)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    return cached if cached.is_file() else None
+
+
+@dataclass
+class Protocol:
+    """How FID is computed for one data set; ``score`` compares images with the test split."""
+
+    data: Dataset
+    extractor: Extractor
+    cache_dir: Path
+
+    @property
+    def rgb(self) -> bool:
+        return self.extractor.name == INCEPTION
+
+    def split(self, which: str) -> Tensor:
+        stored = self.data.train if which == "train" else self.data.test
+        return as_uint8(self.data.to_model(stored, train=False))
+
+    def cache_key(self, which: str) -> str:
+        """Names the cached statistics of a split: its content hash and the extractor's."""
+        images = self.split(which)
+        return f"{self.data.spec.name.replace(':', '_').replace('/', '_')}-{which}-" \
+               f"{content_hash(images)[:16]}-{self.extractor.digest[:16]}"
+
+    @property
+    def reference(self) -> str:
+        return f"test:{self.data.test.shape[0]}"
+
+    def fid(self, images: Tensor, reference: Tensor, reference_key: str | None, images_key: str | None = None) -> float:
+        """FID between uint8 ``images`` and ``reference`` (statistics cached under the keys)."""
+        metrics = torch_fidelity.calculate_metrics(
+            input1=ImageSet(images, self.rgb), input2=ImageSet(reference, self.rgb), fid=True,
+            feature_extractor=self.extractor.name, feature_layer_fid=self.extractor.layer,
+            feature_extractor_weights_path=str(self.extractor.weights),
+            cache=True, cache_root=str(self.cache_dir / "fidelity"),
+            input1_cache_name=images_key, input2_cache_name=reference_key,
+            cuda=False, save_cpu_ram=True, verbose=False, batch_size=256,
+        )
+        return float(metrics["frechet_inception_distance"])
+
+    def score(self, images01: Tensor) -> float:
+        return self.fid(as_uint8(images01), self.split("test"), self.cache_key("test"))
+
+    @cached_property
+    def floor(self) -> float:
+        """FID(train split, test split): what 'as good as the data' scores."""
+        return self.fid(self.split("train"), self.split("test"), self.cache_key("test"), self.cache_key("train"))
+
+
+def protocol_for(data: Dataset, cache_dir: Path, inception: Path | None = None) -> Protocol | str:
+    """Inception when its weights are here, else a classifier on the data's labels; without
+    either, a note saying why there is no FID."""
+    weights = inception_weights(inception)
+    if weights is not None:
+        extractor = Extractor(INCEPTION, "2048", weights, file_hash(weights))
+    elif data.train_labels is not None:
+        path = cached_classifier(data, cache_dir)
+        extractor = Extractor(EXTRACTOR, "penultimate", path, file_hash(path))
+    else:
+        return (f"no FID: {data.spec.name} has no labels to train a feature extractor on and no Inception "
+                f"weights were found; give --inception-weights PATH ({INCEPTION_FILE})")
+    return Protocol(data, extractor, Path(cache_dir))

@@ -1,0 +1,91 @@
+"""FID through torch-fidelity: offline extractor, recorded protocol, cache keys, end to end."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch_fidelity
+from PIL import Image
+
+from tests.conftest import vaereg_cli
+from vaereg_harness.classifier import EXTRACTOR, as_uint8, load_classifier
+from vaereg_harness.data import Dataset
+from vaereg_harness.fid import ImageSet, Protocol, protocol_for
+from vaereg_harness.results import read_results
+
+
+@pytest.fixture(scope="module")
+def protocol(digits, _cache) -> Protocol:
+    found = protocol_for(digits, _cache)
+    assert isinstance(found, Protocol)
+    return found
+
+
+def test_offline_extractor_is_a_classifier_reaching_90_percent_on_digits(digits, protocol):
+    assert protocol.extractor.name == EXTRACTOR
+    net = load_classifier(protocol.extractor.weights)
+    with torch.no_grad():
+        predicted = net(protocol.split("test"))[1].argmax(1)
+    assert (predicted == digits.test_labels).float().mean() >= 0.9
+
+
+def test_fid_of_a_set_against_itself_is_zero(digits, protocol):
+    assert abs(protocol.score(digits.to_model(digits.test, train=False))) < 1e-6
+
+
+def test_noise_is_far_from_the_test_split_and_the_train_split_is_close(protocol):
+    noise = torch.rand(1000, 1, 8, 8)
+    assert protocol.score(noise) > 10 * protocol.floor
+    assert 0 < protocol.floor < 5
+
+
+def test_fid_equals_a_direct_torch_fidelity_call(digits, protocol):
+    torch.manual_seed(1)
+    images = (digits.to_model(digits.train[:500], train=False) + 0.1 * torch.randn(500, 1, 8, 8)).clamp(0, 1)
+    ours = protocol.score(images)
+    direct = torch_fidelity.calculate_metrics(
+        input1=ImageSet(as_uint8(images), rgb=False), input2=ImageSet(protocol.split("test"), rgb=False),
+        fid=True, feature_extractor=EXTRACTOR, feature_extractor_weights_path=str(protocol.extractor.weights),
+        cuda=False, verbose=False, save_cpu_ram=True,
+    )["frechet_inception_distance"]
+    assert math.isclose(ours, direct, rel_tol=1e-6)
+    assert ours > protocol.floor
+
+
+def test_one_changed_reference_image_changes_the_cache_key(digits, protocol):
+    test = digits.test.clone()
+    test[17, 0, 3, 3] = (int(test[17, 0, 3, 3]) + 1) % 17
+    changed = Protocol(Dataset(digits.spec, digits.train, test, digits.train_labels, digits.test_labels),
+                       protocol.extractor, protocol.cache_dir)
+    assert changed.cache_key("test") != protocol.cache_key("test")
+    assert changed.cache_key("train") == protocol.cache_key("train")
+    assert protocol.extractor.digest[:16] in protocol.cache_key("test")  # a new extractor never reuses it
+
+
+def test_a_data_set_without_labels_gets_no_fid_and_a_note(tmp_path):
+    for i in range(12):
+        Image.new("L", (6, 6), color=20 * i).save(tmp_path / f"{i}.png")
+    proc = vaereg_cli("eval", "--dataset", f"folder:{tmp_path}", "--combo", "gaussian", "--epochs", "1",
+                      "--iw-samples", "2", "--quiet", cwd=tmp_path)
+    assert "no FID" in proc.stderr and "--inception-weights" in proc.stderr
+    (row,) = read_results(tmp_path / "vaereg-results").to_pylist()
+    assert row["fid"] is None and row["fid_floor"] is None and "no labels" in row["fid_note"]
+
+
+def test_eval_writes_fid_protocol_and_both_grids_per_combo(tmp_path):
+    vaereg_cli("eval", "--combo", "gaussian", "--combo", "vq+pixelcnn", "--epochs", "2", "--iw-samples", "8",
+               "--fid-samples", "300", "--quiet", "--out", "runs", cwd=tmp_path)
+    rows = read_results(tmp_path / "vaereg-results").to_pylist()
+    assert sorted(r["combo"] for r in rows) == ["gaussian", "vq+pixelcnn"]
+    for row in rows:
+        assert row["fid"] > 0 and row["fid_floor"] > 0 and row["fid"] > row["fid_floor"]
+        assert row["fid_extractor"].startswith(f"{EXTRACTOR}:") and row["fid_samples"] == 300
+        assert row["fid_reference"] == "test:360"
+        for key in ("samples_png", "reconstructions_png"):
+            path = tmp_path / row[key]
+            assert path.is_file() and Path(row[key]).parts[0] == "runs"
+            assert Image.open(path).size[0] >= 8 * 32
+    assert json.loads(rows[0]["config"])["fid_samples"] == 300
+    assert len({r["samples_png"] for r in rows}) == 2
