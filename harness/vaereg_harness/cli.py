@@ -49,6 +49,7 @@ def run_options(command):
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--deterministic", is_flag=True, help="Use deterministic algorithms only."),
+        click.option("--compile", "compile_", is_flag=True, help="torch.compile every part (for long GPU runs)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--set", "assignments", multiple=True, metavar="GROUP.NAME=VALUE",
                      help=f"A part or objective option, e.g. encoder.latent_dim=8, objective.beta=0.5 "
@@ -66,6 +67,7 @@ def run_options(command):
         kw["train_config"] = TrainConfig(
             epochs=kw.pop("epochs"), batch_size=kw.pop("batch_size"), lr=kw.pop("lr"),
             seed=kw.pop("seed"), device=kw.pop("device"), deterministic=kw.pop("deterministic"),
+            compile=kw.pop("compile_"),
         )
         kw["grouped"] = group_assignments(list(kw.pop("assignments")))
         kw["data"] = load_dataset(kw.pop("dataset"), kw.pop("data_root"), kw.pop("download"))
