@@ -14,6 +14,7 @@ from benchmarks.conftest import report
 from vaereg.combo import resolve
 from vaereg.model import VAE
 from vaereg.objectives import importance_nll
+from vaereg_harness.evaluate import images_per_pass
 
 K, CHUNK = 1000, 128
 
@@ -23,12 +24,11 @@ def model(digits):
     return VAE(resolve("gaussian", digits.spec)).eval()
 
 
-def images(digits, short):
-    return digits.to_model(digits.test[: 16 if short else 64], train=False)
-
-
 def test_nll_batched_against_per_image_loop_and_decoder_floor(benchmark, digits, short, model):
-    x = images(digits, short)
+    """The harness's evaluation loop against scoring one image at a time (as peer libraries
+    do), and against the decoder alone over the same samples and passes."""
+    x = digits.to_model(digits.test[: 16 if short else 64], train=False)
+    batch = images_per_pass(torch.device("cpu"), CHUNK)
     per_image: list[float] = []
 
     def setup():  # untimed by pytest-benchmark: the per-image loop, timed here
@@ -38,16 +38,20 @@ def test_nll_batched_against_per_image_loop_and_decoder_floor(benchmark, digits,
         per_image.append(time.perf_counter() - began)
         return (), {}
 
-    benchmark.pedantic(lambda: importance_nll(model, x, K, CHUNK), setup=setup, rounds=3, iterations=1)
+    def batched():
+        for i in range(0, x.shape[0], batch):
+            importance_nll(model, x[i:i + batch], K, CHUNK)
 
-    posterior = model.encoder(x)
+    benchmark.pedantic(batched, setup=setup, rounds=3, iterations=1)
+
     floor = []
     with torch.no_grad():
         for _ in range(3):
             began = time.perf_counter()
-            for start in range(0, K, CHUNK):
-                z = posterior.rsample(min(CHUNK, K - start))
-                model.decoder(z.flatten(0, 1))
+            for i in range(0, x.shape[0], batch):
+                posterior = model.encoder(x[i:i + batch])
+                for start in range(0, K, CHUNK):
+                    model.decoder(posterior.rsample(min(CHUNK, K - start)).flatten(0, 1))
             floor.append(time.perf_counter() - began)
     best = benchmark.stats.stats.min
     report(benchmark, x.shape[0], per_image_over_batched=min(per_image) / best,
@@ -71,10 +75,11 @@ def _peak_rss_growth(fn) -> int:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_nll_memory_is_bounded_in_k(benchmark, digits, model):
-    """Evaluation holds 8192 // chunk images x chunk samples at once, whatever K is."""
-    x = digits.to_model(digits.test[: 8192 // CHUNK], train=False)
+    """At a fixed number of images per pass (64, as on a GPU, so the signal stands above the
+    allocator's noise) memory holds one chunk of samples at a time, whatever K is."""
+    x = digits.to_model(digits.test[:64], train=False)
     small = _peak_rss_growth(lambda: importance_nll(model, x, 100, CHUNK))
     large = _peak_rss_growth(lambda: importance_nll(model, x, 5000, CHUNK))
     benchmark.pedantic(lambda: importance_nll(model, x, 100, CHUNK), rounds=1, iterations=1)
     report(benchmark, x.shape[0], peak_kb_k100=small, peak_kb_k5000=large, k5000_over_k100=large / max(small, 1))
-    assert large <= 1.5 * small + 50_000, (small, large)  # 50 MB slack for allocator noise
+    assert large <= 1.5 * small, (small, large)

@@ -49,19 +49,27 @@ def code_usage(latent: LatentSpec, codes: Tensor) -> tuple[float, float]:
             sum(s["usage"].item() for s in stats) / len(stats))
 
 
+def images_per_pass(device: torch.device, iw_chunk: int) -> int:
+    """Images scored together, each with ``iw_chunk`` samples: about 8192 rows per pass on a GPU,
+    1024 on a CPU, where larger passes fall out of cache and run about half as fast
+    (`benchmarks/test_evaluation.py` measures it)."""
+    rows = 8192 if device.type == "cuda" else 1024
+    return max(1, rows // iw_chunk)
+
+
 @torch.no_grad()
 def evaluate(
     model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 128, progress: bool = True,
     sample_images: int = 64,
 ) -> Evaluation:
-    """Means over the test split. Images go ``max(1, 8192 // iw_chunk)`` at a time with
-    ``iw_chunk`` samples each, so memory stays bounded whatever ``iw_samples`` is. Sampling
+    """Means over the test split. Images go ``images_per_pass`` at a time with ``iw_chunk``
+    samples each, so memory stays bounded whatever ``iw_samples`` is. Sampling
     speed is timed on ``sample_images`` draws. Code use on the test split for discrete latents;
     KL per level and active units for latents with a closed-form KL."""
     model.eval()
     device = next(model.parameters()).device
     began = time.perf_counter()
-    batch = max(1, 8192 // iw_chunk)
+    batch = images_per_pass(device, iw_chunk)
     test = data.test.to(device)
     latent = model.combo.latent
     nelbos, nlls, codes, kls = [], [], [], []
