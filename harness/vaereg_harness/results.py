@@ -37,6 +37,7 @@ SCHEMA = pa.schema(
         pa.field("stage_seconds", pa.string()),  # JSON: stage -> seconds
         pa.field("eval_seconds", pa.float64()),
         pa.field("sample_images_per_s", pa.float64()),
+        pa.field("peak_gpu_memory_mb", pa.float64()),  # training and evaluation, CUDA only
         pa.field("codebook_perplexity", pa.float64()),
         pa.field("codebook_usage", pa.float64()),
         pa.field("kl_per_level", pa.string()),  # JSON: mean KL per level in nats, z_1 first

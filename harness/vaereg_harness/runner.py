@@ -97,6 +97,9 @@ def evaluate_combo(
     """Train and evaluate one combo; returns the results row (not yet written). ``fid``: how to
     compute FID, or a note saying why there is none, or None when it was not asked for."""
     model = build(text, data, options, config)
+    cuda = next(model.parameters()).device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     reports, _ = train(model, data, config, out, resume=resume, progress=progress)
     result = evaluate(model, data, config.iw_samples, config.iw_chunk, progress)
     folder = run_dir(out, data.spec.name, text, config.train.seed)
@@ -122,6 +125,7 @@ def evaluate_combo(
         "stage_seconds": json.dumps({str(r.stage): r.seconds for r in reports}),
         "eval_seconds": result.seconds,
         "sample_images_per_s": result.sample_images_per_s,
+        "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
         "codebook_perplexity": result.codebook_perplexity,
         "codebook_usage": result.codebook_usage,
         "kl_per_level": None if result.kl_per_level is None else json.dumps(result.kl_per_level),
