@@ -153,6 +153,13 @@ def sample_command(checkpoint_path, count, output, seed):
     click.echo(f"{count} samples from {model.combo.text} written to {output}")
 
 
+def describe_latent(entry) -> str:
+    if entry.slot != "encoder":
+        return f"fits {'/'.join(sorted(entry.cls.fits))}"
+    fills = f", fills {'/'.join(entry.cls.fills)}" if entry.cls.fills else ""
+    return f"produces {entry.cls.produces}{fills}"
+
+
 @main.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_command(as_json):
@@ -163,7 +170,7 @@ def plugins_command(as_json):
         parts = [
             {"slot": e.slot, "name": e.name, "description": (e.cls.__doc__ or "").strip().split("\n")[0],
              "options": to_dict(e.cls.Config()),
-             "latent": f"produces {e.cls.produces}" if e.slot == "encoder" else f"fits {'/'.join(sorted(e.cls.fits))}"}
+             "latent": describe_latent(e)}
             for by_name in registry.parts.values() for e in by_name.values() if e.plugin == info.name
         ]
         presets = [{"name": p.name, "slots": p.slots, "description": p.description}
@@ -177,7 +184,7 @@ def plugins_command(as_json):
         state = " (disabled)" if plugin["disabled"] else f" (failed: {plugin['error']})" if plugin["error"] else ""
         click.echo(f"{plugin['name']} {plugin['version']}{state}")
         for part in plugin["parts"]:
-            click.echo(f"  {part['slot']:<10} {part['name']:<14} {part['latent']:<34} {part['description']}")
+            click.echo(f"  {part['slot']:<10} {part['name']:<14} {part['latent']:<42} {part['description']}")
         for preset in plugin["presets"]:
             slots = " ".join(f"{k}={v}" for k, v in preset["slots"].items())
             click.echo(f"  preset     {preset['name']:<14} {slots}")
