@@ -10,7 +10,7 @@ import torch_fidelity
 from PIL import Image
 
 from tests.conftest import vaereg_cli
-from vaereg_harness.classifier import EXTRACTOR, as_uint8, load_classifier
+from vaereg_harness.classifier import EXTRACTOR, as_uint8, file_hash, load_classifier, weights_hash
 from vaereg_harness.data import Dataset
 from vaereg_harness.fid import ImageSet, Protocol, protocol_for
 from vaereg_harness.results import read_results
@@ -89,3 +89,10 @@ def test_eval_writes_fid_protocol_and_both_grids_per_combo(tmp_path):
             assert Image.open(path).size[0] >= 8 * 32
     assert json.loads(rows[0]["config"])["fid_samples"] == 300
     assert len({r["samples_png"] for r in rows}) == 2
+
+
+def test_extractor_hash_is_of_the_weights_not_the_file(protocol, tmp_path):
+    copy = tmp_path / "renamed.pt"
+    torch.save(torch.load(protocol.extractor.weights, weights_only=True), copy)
+    assert weights_hash(copy) == protocol.extractor.digest
+    assert file_hash(copy) != file_hash(protocol.extractor.weights)  # the archive records its own name

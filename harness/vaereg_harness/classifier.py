@@ -103,6 +103,12 @@ def net_config(net: Classifier) -> ClassifierConfig:
     return ClassifierConfig(first.in_channels, head.out_features, head.in_features)
 
 
+def weights_hash(path: Path) -> str:
+    """Hash of the classifier's weights themselves (the file's bytes also hold its name)."""
+    state = load_classifier(path).state_dict()
+    return content_hash(*(state[k] for k in sorted(state)))
+
+
 def load_classifier(path: Path) -> Classifier:
     payload = torch.load(path, map_location="cpu", weights_only=True)
     net = Classifier(ClassifierConfig(**payload["config"]))

@@ -22,6 +22,7 @@ from vaereg_harness.classifier import (
     cached_classifier,
     content_hash,
     file_hash,
+    weights_hash,
 )
 from vaereg_harness.data import Dataset
 
@@ -125,7 +126,7 @@ def protocol_for(data: Dataset, cache_dir: Path, inception: Path | None = None) 
         extractor = Extractor(INCEPTION, "2048", weights, file_hash(weights))
     elif data.train_labels is not None:
         path = cached_classifier(data, cache_dir)
-        extractor = Extractor(EXTRACTOR, "penultimate", path, file_hash(path))
+        extractor = Extractor(EXTRACTOR, "penultimate", path, weights_hash(path))
     else:
         return (f"no FID: {data.spec.name} has no labels to train a feature extractor on and no Inception "
                 f"weights were found; give --inception-weights PATH ({INCEPTION_FILE})")
