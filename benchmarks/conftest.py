@@ -23,7 +23,7 @@ def digits() -> Dataset:
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed():
     torch.manual_seed(0)
 
 

@@ -1,12 +1,16 @@
 """Discrete codes: vector quantization with an EMA codebook (van den Oord et al. 2017,
-appendix A.1; Razavi et al. 2019) or a codebook loss, restart of dead codes, and statistics
-of code maps. Shared by every plugin with a discrete latent."""
+appendix A.1; Razavi et al. 2019) or a codebook loss, restart of dead codes, the point-mass
+posterior of quantized codes, and statistics of code maps. Shared by every plugin with a
+discrete latent."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from vaereg.parts import Posterior
+from vaereg.specs import LatentSpec
 
 
 def codebook_stats(codes: Tensor, k: int) -> dict[str, Tensor]:
@@ -48,6 +52,17 @@ class Quantizer(nn.Module):
         """``[N, h, w]`` code indices -> ``[N, D, h, w]`` vectors."""
         return F.embedding(codes, self.codebook).movedim(-1, 1)
 
+    def quantize(self, z_e: Tensor, *, update: bool) -> tuple[Tensor, Tensor]:
+        """Nearest codes ``[N, h, w]`` of vectors ``[N, D, h, w]`` and the code vectors this step
+        quantized with; with ``update`` (training) an EMA step of the codebook follows."""
+        flat = z_e.movedim(1, -1).reshape(-1, self.dim).detach()
+        codes = self.assign(flat)
+        code_map = codes.view(z_e.shape[0], *z_e.shape[2:])
+        e = self.lookup(code_map)
+        if update and self.ema:
+            self.update(flat, codes)
+        return code_map, e
+
     @torch.no_grad()
     def update(self, flat: Tensor, codes: Tensor) -> None:
         """One EMA step of the codebook from the vectors ``flat`` assigned to ``codes``."""
@@ -69,3 +84,45 @@ class Quantizer(nn.Module):
         self.codebook[dead] = picks
         self.sums[dead] = picks
         self.counts[dead] = 1.0
+
+
+class QuantizedPosterior(Posterior):
+    """A point mass at the nearest codes of each code map of ``latent`` (one map, or every
+    level of a hierarchy). The decoder receives the code vectors with the straight-through
+    gradient z_e + sg(e - z_e); the encoder's loss is the commitment term (plus the codebook
+    term when the codebook is not an EMA)."""
+
+    deterministic = True
+
+    def __init__(self, latent: LatentSpec, z_e: list[Tensor], codes: list[Tensor], e: list[Tensor], *,
+                 commitment: float, codebook_loss: bool):
+        self.latent, self.z_e, self.e, self.level_codes = latent, z_e, e, codes
+        self.commitment, self.codebook_loss = commitment, codebook_loss
+        self.codes = latent.join(codes)
+
+    def rsample(self, k: int) -> Tensor:
+        return self.codes.expand(k, *self.codes.shape)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return torch.zeros(z.shape[:2], device=z.device)
+
+    def decoder_input(self, z: Tensor) -> Tensor:
+        """``z`` is this posterior's own codes (drawn by ``rsample``)."""
+        st = self.latent.join([z_e + (e - z_e).detach() for z_e, e in zip(self.z_e, self.e, strict=True)])
+        return st.expand(z.shape[0], *st.shape).flatten(0, 1)
+
+    def aux_loss(self) -> Tensor:
+        loss = 0
+        for z_e, e in zip(self.z_e, self.e, strict=True):
+            loss = loss + self.commitment * (z_e - e.detach()).square().flatten(1).sum(1)
+            if self.codebook_loss:
+                loss = loss + (z_e.detach() - e).square().flatten(1).sum(1)
+        return loss.mean()
+
+    def stats(self) -> dict[str, Tensor]:
+        """Codebook perplexity and usage; per level (``_z1``, ``_z2``, ...) for a hierarchy."""
+        levels = self.latent.as_levels()
+        per_level = [codebook_stats(c, level.codes) for c, level in zip(self.level_codes, levels, strict=True)]
+        if len(per_level) == 1:
+            return per_level[0]
+        return {f"{key}_z{i + 1}": value for i, stats in enumerate(per_level) for key, value in stats.items()}

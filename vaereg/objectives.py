@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from vaereg.model import VAE
+from vaereg.model import VAE, Draw
+from vaereg.parts import Posterior
 from vaereg.specs import LatentSpec
 
 
@@ -48,7 +49,7 @@ def _kl(draw) -> Tensor:
 
 
 def kl_per_level(latent: LatentSpec, kl: Tensor) -> Tensor:
-    """KL per level ``[B, L]`` of a hierarchy from its per-dimension KL ``[B, size]``."""
+    """KL per level ``[B, L]`` from the per-dimension KL ``[B, ...]`` (a flat latent is one level)."""
     return torch.stack([level.flatten(1).sum(1) for level in latent.split(kl)], 1)
 
 
@@ -85,18 +86,23 @@ def training_loss(
 @torch.no_grad()
 def nelbo(model: VAE, x: Tensor) -> Tensor:
     """Negative ELBO per image ``[B]`` in nats (float64), prior term included."""
-    draw = model.draw(x)
+    return nelbo_of(model.draw(x))
+
+
+def nelbo_of(draw: Draw) -> Tensor:
+    """Negative ELBO per image of a one-sample ``draw`` (float64)."""
     if draw.posterior.deterministic or draw.kl is None:
         return -draw.log_weights()[0].double()
     return (_kl(draw) - draw.log_px[0]).double()
 
 
 @torch.no_grad()
-def importance_nll(model: VAE, x: Tensor, k: int, chunk: int) -> Tensor:
-    """-log p(x) per image ``[B]`` by importance sampling with q(z|x) as proposal:
-    log p(x) ~= logsumexp_i(log w_i) - log k over ``k`` samples drawn ``chunk`` at a time,
-    accumulated in float64. A deterministic posterior needs one sample (the bound)."""
-    posterior = model.encoder(x)
+def importance_nll(model: VAE, x: Tensor, k: int, chunk: int, posterior: Posterior | None = None) -> Tensor:
+    """-log p(x) per image ``[B]`` by importance sampling with q(z|x) as proposal (``posterior``
+    when the caller has encoded ``x`` already): log p(x) ~= logsumexp_i(log w_i) - log k over
+    ``k`` samples drawn ``chunk`` at a time, accumulated in float64. A deterministic posterior
+    needs one sample (the bound)."""
+    posterior = posterior if posterior is not None else model.encoder(x)
     if posterior.deterministic:
         k = 1
     running = None

@@ -74,13 +74,19 @@ class LatentSpec:
         return self.levels if self.kind == "hierarchical" else (self,)
 
     def split(self, z: Tensor) -> list[Tensor]:
-        """A hierarchical sample ``[..., size]`` as its levels ``[..., *level.shape]``."""
+        """A hierarchical sample ``[..., size]`` as its levels ``[..., *level.shape]``; a flat
+        latent's sample is its own single level."""
+        if self.kind != "hierarchical":
+            return [z]
         lead = z.shape[:-1]
         chunks = z.split([level.size for level in self.levels], dim=-1)
         return [c.reshape(*lead, *level.shape) for c, level in zip(chunks, self.levels, strict=True)]
 
     def join(self, levels: list[Tensor]) -> Tensor:
         """The inverse of ``split``: levels ``[..., *level.shape]`` as one ``[..., size]``."""
+        if self.kind != "hierarchical":
+            (z,) = levels
+            return z
         return torch.cat([t.flatten(t.dim() - len(s.shape)) for t, s in zip(levels, self.levels, strict=True)], -1)
 
     def describe(self) -> str:

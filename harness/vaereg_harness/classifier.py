@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-from vaereg_harness.data import Dataset
+from vaereg_harness.data import Dataset, safe_name
 
 EXTRACTOR = "vaereg-classifier"
 FEATURES = ("penultimate", "logits")
@@ -32,6 +32,7 @@ class Classifier(nn.Module):
 
     def __init__(self, config: ClassifierConfig):
         super().__init__()
+        self.config = config
         w = config.width
         self.features = nn.Sequential(
             nn.Conv2d(config.channels, w // 2, 3, padding=1), nn.BatchNorm2d(w // 2), nn.SiLU(),
@@ -88,19 +89,14 @@ def cached_classifier(data: Dataset, cache_dir: Path) -> Path:
     key that includes the content hash of the images and labels."""
     train = as_uint8(data.to_model(data.train, train=False))
     key = content_hash(train, data.train_labels)[:16]
-    path = Path(cache_dir) / "extractors" / f"{data.spec.name.replace(':', '_').replace('/', '_')}-{key}.pt"
+    path = Path(cache_dir) / "extractors" / f"{safe_name(data.spec.name)}-{key}.pt"
     if not path.is_file():
         net = train_classifier(train, data.train_labels)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"config": asdict(net_config(net)), "state": net.state_dict()}, tmp)
+        torch.save({"config": asdict(net.config), "state": net.state_dict()}, tmp)
         os.replace(tmp, path)
     return path
-
-
-def net_config(net: Classifier) -> ClassifierConfig:
-    first, head = net.features[0], net.head
-    return ClassifierConfig(first.in_channels, head.out_features, head.in_features)
 
 
 def weights_hash(path: Path) -> str:

@@ -3,6 +3,7 @@ root, and folders of images. Nothing here touches the network unless ``download`
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,11 @@ class Dataset:
         if self.binarize and train:
             return torch.bernoulli(stored.float() / 255)
         return stored.float() / (self.spec.levels - 1)
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a file name: every run of other characters than ``A-Za-z0-9._=-`` becomes ``_``."""
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text)
 
 
 def load_dataset(name: str, root: str | Path = "data", download: bool = False) -> Dataset:

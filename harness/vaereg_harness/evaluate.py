@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from vaereg.codes import codebook_stats
 from vaereg.model import VAE
-from vaereg.objectives import importance_nll, nelbo
+from vaereg.objectives import importance_nll, kl_per_level, nelbo_of
 from vaereg.specs import LatentSpec
 from vaereg_harness.data import Dataset
 
@@ -24,7 +24,6 @@ class Evaluation:
     nll_bpd: float
     iw_samples: int
     seconds: float
-    sample_images_per_s: float
     codebook_perplexity: float | None = None
     codebook_usage: float | None = None
     kl_per_level: list[float] | None = None
@@ -37,13 +36,12 @@ ACTIVE_KL = 0.01  # nats: a latent dimension whose mean KL exceeds this is activ
 def latent_usage(latent: LatentSpec, kl: Tensor) -> tuple[list[float], int]:
     """Mean KL per level (z_1 first) and the number of active dimensions, from the mean KL per
     dimension ``[size]`` over the test split."""
-    levels = [level.sum().item() for level in latent.split(kl)] if latent.levels else [kl.sum().item()]
-    return levels, int((kl > ACTIVE_KL).sum().item())
+    return kl_per_level(latent, kl[None])[0].tolist(), int((kl > ACTIVE_KL).sum().item())
 
 
 def code_usage(latent: LatentSpec, codes: Tensor) -> tuple[float, float]:
     """Codebook perplexity and usage, averaged over the code maps of a hierarchy."""
-    maps = latent.split(codes) if latent.levels else [codes]
+    maps = latent.split(codes)
     stats = [codebook_stats(m, level.codes) for m, level in zip(maps, latent.as_levels(), strict=True)]
     return (sum(s["perplexity"].item() for s in stats) / len(stats),
             sum(s["usage"].item() for s in stats) / len(stats))
@@ -58,14 +56,11 @@ def images_per_pass(device: torch.device, iw_chunk: int) -> int:
 
 
 @torch.no_grad()
-def evaluate(
-    model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 128, progress: bool = True,
-    sample_images: int = 64,
-) -> Evaluation:
+def evaluate(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 128, progress: bool = True) -> Evaluation:
     """Means over the test split. Images go ``images_per_pass`` at a time with ``iw_chunk``
-    samples each, so memory stays bounded whatever ``iw_samples`` is. Sampling
-    speed is timed on ``sample_images`` draws. Code use on the test split for discrete latents;
-    KL per level and active units for latents with a closed-form KL."""
+    samples each, so memory stays bounded whatever ``iw_samples`` is. One draw per image also
+    gives code use for discrete latents, and KL per level and active units for latents with a
+    closed-form KL."""
     model.eval()
     device = next(model.parameters()).device
     began = time.perf_counter()
@@ -76,9 +71,9 @@ def evaluate(
     for i in tqdm(range(0, test.shape[0], batch), desc="evaluate", disable=not progress,
                   file=sys.stderr, leave=False, unit="batch"):
         x = data.to_model(test[i:i + batch], train=False)
-        nelbos.append(nelbo(model, x))
-        nlls.append(importance_nll(model, x, iw_samples, iw_chunk))
         draw = model.draw(x)
+        nelbos.append(nelbo_of(draw))
+        nlls.append(importance_nll(model, x, iw_samples, iw_chunk, draw.posterior))
         if draw.posterior.deterministic:
             codes.append(draw.z[0])
         elif draw.kl is not None:
@@ -87,15 +82,12 @@ def evaluate(
     seconds = time.perf_counter() - began
     perplexity, usage = code_usage(latent, torch.cat(codes)) if codes and latent.is_codes else (None, None)
     kl_levels, active = latent_usage(latent, sum(kls) / test.shape[0]) if kls else (None, None)
-    began = time.perf_counter()
-    model.sample(sample_images)
     return Evaluation(
         nelbo_nats=torch.cat(nelbos).mean().item(),
         nll_nats=nll,
         nll_bpd=data.spec.bits_per_dim(nll),
         iw_samples=1 if codes else iw_samples,
         seconds=seconds,
-        sample_images_per_s=sample_images / (time.perf_counter() - began),
         codebook_perplexity=perplexity,
         codebook_usage=usage,
         kl_per_level=kl_levels,

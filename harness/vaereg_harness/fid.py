@@ -24,7 +24,7 @@ from vaereg_harness.classifier import (
     file_hash,
     weights_hash,
 )
-from vaereg_harness.data import Dataset
+from vaereg_harness.data import Dataset, safe_name
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's name in torch's cache
@@ -83,15 +83,23 @@ class Protocol:
     def rgb(self) -> bool:
         return self.extractor.name == INCEPTION
 
+    @cached_property
+    def _splits(self) -> dict[str, Tensor]:
+        """The train and test splits as uint8 images, converted once."""
+        return {which: as_uint8(self.data.to_model(stored, train=False))
+                for which, stored in (("train", self.data.train), ("test", self.data.test))}
+
+    @cached_property
+    def _keys(self) -> dict[str, str]:
+        return {which: f"{safe_name(self.data.spec.name)}-{which}-{content_hash(images)[:16]}-"
+                       f"{self.extractor.digest[:16]}" for which, images in self._splits.items()}
+
     def split(self, which: str) -> Tensor:
-        stored = self.data.train if which == "train" else self.data.test
-        return as_uint8(self.data.to_model(stored, train=False))
+        return self._splits[which]
 
     def cache_key(self, which: str) -> str:
         """Names the cached statistics of a split: its content hash and the extractor's."""
-        images = self.split(which)
-        return f"{self.data.spec.name.replace(':', '_').replace('/', '_')}-{which}-" \
-               f"{content_hash(images)[:16]}-{self.extractor.digest[:16]}"
+        return self._keys[which]
 
     @property
     def reference(self) -> str:

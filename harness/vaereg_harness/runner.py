@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,7 +17,7 @@ from vaereg.combo import Combo, resolve
 from vaereg.config import from_dict, to_dict
 from vaereg.model import VAE
 from vaereg.objectives import ObjectiveConfig
-from vaereg_harness.data import Dataset
+from vaereg_harness.data import Dataset, safe_name
 from vaereg_harness.evaluate import evaluate
 from vaereg_harness.fid import Protocol
 from vaereg_harness.images import save_grid
@@ -50,7 +50,7 @@ class RunConfig:
 
 
 def run_dir(out: Path, dataset: str, combo: str, seed: int) -> Path:
-    return out / re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{dataset}-{combo}-seed{seed}")
+    return out / safe_name(f"{dataset}-{combo}-seed{seed}")
 
 
 def build(text: str, data: Dataset, options: dict[str, dict[str, Any]], config: RunConfig) -> VAE:
@@ -74,12 +74,15 @@ def draw_samples(model: VAE, n: int, chunk: int = 256) -> torch.Tensor:
 
 
 def sample_quality(model: VAE, data: Dataset, fid: Protocol | str | None, n: int, folder: Path) -> dict[str, Any]:
-    """PNG grids of samples and of test reconstructions (originals above), and FID."""
+    """Sampling speed, PNG grids of samples and of test reconstructions (originals above), and FID."""
     model.eval()
+    began = time.perf_counter()
     samples = draw_samples(model, max(n, 64) if isinstance(fid, Protocol) else 64)
+    seconds = time.perf_counter() - began
     test = data.to_model(data.test[:16].to(next(model.parameters()).device), train=False)
     pairs = torch.cat([test.cpu(), model.reconstruct(test).cpu()])
     row: dict[str, Any] = {
+        "sample_images_per_s": samples.shape[0] / seconds,
         "samples_png": str(save_grid(samples[:64], folder / "samples.png")),
         "reconstructions_png": str(save_grid(pairs, folder / "reconstructions.png", cols=test.shape[0])),
         "fid_note": fid if isinstance(fid, str) else None,
@@ -124,7 +127,6 @@ def evaluate_combo(
         "train_images_per_s": sum(r.images for r in reports) / seconds if seconds else None,
         "stage_seconds": json.dumps({str(r.stage): r.seconds for r in reports}),
         "eval_seconds": result.seconds,
-        "sample_images_per_s": result.sample_images_per_s,
         "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
         "codebook_perplexity": result.codebook_perplexity,
         "codebook_usage": result.codebook_usage,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from vaereg import DataSpec, Encoder, LatentSpec, Posterior, continuous
+from vaereg.gaussian import normal_log_prob
 from vaereg.nets import DownStack, halvings
 
 
@@ -21,8 +21,7 @@ class DiagonalGaussian(Posterior):
         return self.mean + eps * self.log_std.exp()
 
     def log_prob(self, z: Tensor) -> Tensor:
-        u = (z - self.mean) * torch.exp(-self.log_std)
-        return (-0.5 * u.square() - self.log_std - 0.5 * math.log(2 * math.pi)).flatten(2).sum(2)
+        return normal_log_prob(z, self.mean, self.log_std).flatten(2).sum(2)
 
 
 @dataclass

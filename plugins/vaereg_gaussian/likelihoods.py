@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vaereg import DataSpec, LatentSpec, Likelihood, NoOptions
+from vaereg.gaussian import normal_log_prob
 from vaereg.parts import to_levels
 
 
@@ -108,9 +109,7 @@ class DequantizedGaussian(Likelihood):
         mean, log_std = params.float().chunk(2, dim=1)
         log_std = log_std.clamp(-7.0, 2.0)
         y = (to_levels(x, self.levels) + torch.rand_like(mean)) / self.levels
-        u = (y - mean) * torch.exp(-log_std)
-        log_density = -0.5 * u.square() - log_std - 0.5 * math.log(2 * math.pi)
-        return (log_density - math.log(self.levels)).flatten(1).sum(1)
+        return (normal_log_prob(y, mean, log_std) - math.log(self.levels)).flatten(1).sum(1)
 
     def sample(self, params: Tensor) -> Tensor:
         mean, log_std = params.float().chunk(2, dim=1)

@@ -18,9 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from vaereg import DataSpec, LatentSpec, continuous
+from vaereg.gaussian import gaussian_kl
 from vaereg.nets import DownStack, Reshape, UpStack, halvings
 from vaereg.specs import hierarchy
-from vaereg.topdown import Level, TopDownEncoder, TopDownPrior, gaussian_kl
+from vaereg.topdown import Level, TopDownEncoder, TopDownPrior
 
 
 @dataclass

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from vaereg import DataSpec, Decoder, Encoder, LatentSpec, Posterior, discrete
-from vaereg.codes import Quantizer, codebook_stats
+from vaereg import DataSpec, Decoder, Encoder, LatentSpec, discrete
+from vaereg.codes import QuantizedPosterior, Quantizer
 from vaereg.nets import DownStack, UpStack, halvings, halvings_to
 from vaereg.specs import hierarchy
 
@@ -40,40 +40,6 @@ def grids(data: DataSpec) -> list[tuple[int, int]]:
         sizes = halvings(data.height, data.width, steps=1)
     h, w = sizes[-1]
     return [*sizes, halvings(h, w, steps=1)[-1]]
-
-
-class VQ2Posterior(Posterior):
-    """A point mass at both levels' nearest codes, with straight-through code vectors."""
-
-    deterministic = True
-
-    def __init__(self, encoder: VQ2Encoder, z_e: list[Tensor], codes: list[Tensor], e: list[Tensor]):
-        self.encoder, self.z_e, self.e = encoder, z_e, e
-        self.codes = encoder.latent.join(codes)
-        self.level_codes = codes
-
-    def rsample(self, k: int) -> Tensor:
-        return self.codes.expand(k, *self.codes.shape)
-
-    def log_prob(self, z: Tensor) -> Tensor:
-        return torch.zeros(z.shape[:2], device=z.device)
-
-    def decoder_input(self, z: Tensor) -> Tensor:
-        st = self.encoder.latent.join([z_e + (e - z_e).detach() for z_e, e in zip(self.z_e, self.e, strict=True)])
-        return st.expand(z.shape[0], *st.shape).flatten(0, 1)
-
-    def aux_loss(self) -> Tensor:
-        config, loss = self.encoder.config, 0
-        for z_e, e in zip(self.z_e, self.e, strict=True):
-            loss = loss + config.commitment * (z_e - e.detach()).square().flatten(1).sum(1)
-            if not config.ema:
-                loss = loss + (z_e.detach() - e).square().flatten(1).sum(1)
-        return loss.mean()
-
-    def stats(self) -> dict[str, Tensor]:
-        names = ("bottom", "top")
-        return {f"perplexity_{name}": codebook_stats(c, self.encoder.config.codes)["perplexity"]
-                for name, c in zip(names, self.level_codes, strict=True)}
 
 
 class VQ2Encoder(Encoder):
@@ -105,23 +71,15 @@ class VQ2Encoder(Encoder):
             for _ in range(2)
         )
 
-    def _quantize(self, level: int, z_e: Tensor) -> tuple[Tensor, Tensor]:
-        quantizer = self.quantizers[level]
-        flat = z_e.movedim(1, -1).reshape(-1, self.config.embed_dim).detach()
-        codes = quantizer.assign(flat)
-        code_map = codes.view(z_e.shape[0], *z_e.shape[2:])
-        e = quantizer.lookup(code_map)  # the codebook this step quantized with
-        if self.training and self.config.ema:
-            quantizer.update(flat, codes)
-        return code_map, e
-
-    def forward(self, x: Tensor) -> VQ2Posterior:
+    def forward(self, x: Tensor) -> QuantizedPosterior:
+        bottom, top = self.quantizers
         h = self.bottom_up(x)
         z_top = self.to_top(h)
-        codes_top, e_top = self._quantize(1, z_top)
+        codes_top, e_top = top.quantize(z_top, update=self.training)
         z_bottom = self.to_bottom(torch.cat([h, self.top_to_bottom(e_top)], 1))
-        codes_bottom, e_bottom = self._quantize(0, z_bottom)
-        return VQ2Posterior(self, [z_bottom, z_top], [codes_bottom, codes_top], [e_bottom, e_top])
+        codes_bottom, e_bottom = bottom.quantize(z_bottom, update=self.training)
+        return QuantizedPosterior(self.latent, [z_bottom, z_top], [codes_bottom, codes_top], [e_bottom, e_top],
+                                  commitment=self.config.commitment, codebook_loss=not self.config.ema)
 
     def embed(self, z: Tensor) -> Tensor:
         return self.latent.join([q.lookup(c) for q, c in zip(self.quantizers, self.latent.split(z), strict=True)])

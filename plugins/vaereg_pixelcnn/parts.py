@@ -46,9 +46,6 @@ class PixelCNNPrior(FitsCodes, Prior):
         )
         self.conditions = nn.ModuleList(nn.Embedding(above.codes, cond) for above in self.levels[1:])
 
-    def _maps(self, z: Tensor) -> list[Tensor]:
-        return self.latent.split(z) if self.latent.kind == "hierarchical" else [z]
-
     def _condition(self, i: int, maps: list[Tensor]) -> Tensor | None:
         """Level ``i``'s conditioning map: the level above, embedded and resized (nearest)."""
         if i == len(self.levels) - 1:
@@ -57,7 +54,7 @@ class PixelCNNPrior(FitsCodes, Prior):
         return F.interpolate(above, size=self.levels[i].shape, mode="nearest")
 
     def log_prob(self, z: Tensor) -> Tensor:
-        maps = self._maps(z)
+        maps = self.latent.split(z)
         return sum(net.log_prob(m.unsqueeze(1), self._condition(i, maps))
                    for i, (net, m) in enumerate(zip(self.nets, maps, strict=True)))
 
@@ -65,7 +62,7 @@ class PixelCNNPrior(FitsCodes, Prior):
         maps: list[Tensor] = [None] * len(self.levels)  # type: ignore[list-item]
         for i in reversed(range(len(self.levels))):
             maps[i] = self.nets[i].sample(n, *self.levels[i].shape, self._condition(i, maps))[:, 0]
-        return self.latent.join(maps) if self.latent.kind == "hierarchical" else maps[0]
+        return self.latent.join(maps)
 
 
 class PixelCNNLikelihood(Likelihood):

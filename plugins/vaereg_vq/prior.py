@@ -25,8 +25,5 @@ class UniformCodes(FitsCodes, Prior):
         return torch.full((z.shape[0],), self.log_p, device=z.device)
 
     def sample(self, n: int) -> Tensor:
-        device = self.anchor.device
-        if self.latent.kind == "discrete":
-            return torch.randint(self.latent.codes, (n, *self.latent.shape), device=device)
-        return self.latent.join([torch.randint(level.codes, (n, *level.shape), device=device)
-                                 for level in self.latent.levels])
+        return self.latent.join([torch.randint(level.codes, (n, *level.shape), device=self.anchor.device)
+                                 for level in self.latent.as_levels()])
