@@ -1,28 +1,34 @@
 """Discrete codes: vector quantization with an EMA codebook (van den Oord et al. 2017,
 appendix A.1; Razavi et al. 2019) or a codebook loss, restart of dead codes, the point-mass
-posterior of quantized codes, and statistics of code maps. Shared by every plugin with a
-discrete latent."""
+posterior of quantized codes, the uniform prior over codes, and statistics of code maps.
+Shared by every plugin with a discrete latent.
+
+A code map is a tensor of codebook *indices*; ``codes`` is always a count (codebook size)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaereg.parts import Posterior
-from vaereg.specs import LatentSpec
+from vaereg.context import Context
+from vaereg.parts import FitsCodes, Posterior, Prior
+from vaereg.specs import DataSpec, LatentSpec
 
 
-def codebook_stats(codes: Tensor, k: int) -> dict[str, Tensor]:
-    """Perplexity exp(H(p)) of the histogram of ``codes`` over ``k`` codes, and the fraction
+def codebook_stats(indices: Tensor, k: int) -> dict[str, Tensor]:
+    """Perplexity exp(H(p)) of the histogram of ``indices`` over ``k`` codes, and the fraction
     of the ``k`` codes in use."""
-    p = torch.bincount(codes.flatten(), minlength=k).float()
+    p = torch.bincount(indices.flatten(), minlength=k).float()
     p = p / p.sum()
     entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
     return {"perplexity": entropy.exp(), "usage": (p > 0).float().mean()}
 
+
 class Quantizer(nn.Module):
-    """Nearest-code assignment of ``[N, D, h, w]`` vectors to ``codes`` codebook entries.
+    """Nearest-code assignment of ``[N, D, h, w]`` vectors to a codebook of ``size`` entries.
 
     With ``ema`` the codebook is a buffer updated in training as
     ``n_k <- g n_k + (1 - g) c_k``, ``m_k <- g m_k + (1 - g) sum_{z -> k} z``,
@@ -30,14 +36,14 @@ class Quantizer(nn.Module):
     A code whose EMA count falls below ``restart_below`` is moved onto a random vector of the
     current batch. Without ``ema`` the codebook is a parameter trained by the codebook loss."""
 
-    def __init__(self, codes: int, dim: int, *, ema: bool, decay: float, epsilon: float, restart_below: float):
+    def __init__(self, size: int, dim: int, *, ema: bool, decay: float, epsilon: float, restart_below: float):
         super().__init__()
-        self.codes, self.dim, self.ema = codes, dim, ema
+        self.size, self.dim, self.ema = size, dim, ema
         self.decay, self.epsilon, self.restart_below = decay, epsilon, restart_below
-        init = torch.randn(codes, dim) / dim**0.5
+        init = torch.randn(size, dim) / dim**0.5
         if ema:
             self.register_buffer("codebook", init.clone())
-            self.register_buffer("counts", torch.ones(codes))
+            self.register_buffer("counts", torch.ones(size))
             self.register_buffer("sums", init.clone())
         else:
             self.codebook = nn.Parameter(init)
@@ -48,30 +54,30 @@ class Quantizer(nn.Module):
         distances = flat.square().sum(1, keepdim=True) - 2 * flat @ book.T + book.square().sum(1)
         return distances.argmin(1)
 
-    def lookup(self, codes: Tensor) -> Tensor:
+    def lookup(self, indices: Tensor) -> Tensor:
         """``[N, h, w]`` code indices -> ``[N, D, h, w]`` vectors."""
-        return F.embedding(codes, self.codebook).movedim(-1, 1)
+        return F.embedding(indices, self.codebook).movedim(-1, 1)
 
     def quantize(self, z_e: Tensor, *, update: bool) -> tuple[Tensor, Tensor]:
-        """Nearest codes ``[N, h, w]`` of vectors ``[N, D, h, w]`` and the code vectors this step
-        quantized with; with ``update`` (training) an EMA step of the codebook follows."""
+        """Nearest code indices ``[N, h, w]`` of vectors ``[N, D, h, w]`` and the code vectors
+        this step quantized with; with ``update`` (training) an EMA step of the codebook follows."""
         flat = z_e.movedim(1, -1).reshape(-1, self.dim).detach()
-        codes = self.assign(flat)
-        code_map = codes.view(z_e.shape[0], *z_e.shape[2:])
-        e = self.lookup(code_map)
+        nearest = self.assign(flat)
+        index_map = nearest.view(z_e.shape[0], *z_e.shape[2:])
+        e = self.lookup(index_map)
         if update and self.ema:
-            self.update(flat, codes)
-        return code_map, e
+            self.update(flat, nearest)
+        return index_map, e
 
     @torch.no_grad()
-    def update(self, flat: Tensor, codes: Tensor) -> None:
-        """One EMA step of the codebook from the vectors ``flat`` assigned to ``codes``."""
+    def update(self, flat: Tensor, indices: Tensor) -> None:
+        """One EMA step of the codebook from the vectors ``flat`` assigned to ``indices``."""
         flat = flat.float()
-        onehot = F.one_hot(codes, self.codes).float()
+        onehot = F.one_hot(indices, self.size).float()
         self.counts.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
         self.sums.mul_(self.decay).add_(onehot.T @ flat, alpha=1 - self.decay)
         total = self.counts.sum()
-        smoothed = (self.counts + self.epsilon) / (total + self.codes * self.epsilon) * total
+        smoothed = (self.counts + self.epsilon) / (total + self.size * self.epsilon) * total
         self.codebook.copy_(self.sums / smoothed.unsqueeze(1))
         self.restart(flat)
 
@@ -94,20 +100,23 @@ class QuantizedPosterior(Posterior):
 
     deterministic = True
 
-    def __init__(self, latent: LatentSpec, z_e: list[Tensor], codes: list[Tensor], e: list[Tensor], *,
+    def __init__(self, latent: LatentSpec, z_e: list[Tensor], indices: list[Tensor], e: list[Tensor], *,
                  commitment: float, codebook_loss: bool):
-        self.latent, self.z_e, self.e, self.level_codes = latent, z_e, e, codes
+        self.latent, self.z_e, self.e, self.level_indices = latent, z_e, e, indices
         self.commitment, self.codebook_loss = commitment, codebook_loss
-        self.codes = latent.join(codes)
+        self.indices = latent.join(indices)
 
     def rsample(self, k: int) -> Tensor:
-        return self.codes.expand(k, *self.codes.shape)
+        return self.indices.expand(k, *self.indices.shape)
 
     def log_prob(self, z: Tensor) -> Tensor:
         return torch.zeros(z.shape[:2], device=z.device)
 
+    def mode(self) -> Tensor:
+        return self.indices
+
     def decoder_input(self, z: Tensor) -> Tensor:
-        """``z`` is this posterior's own codes (drawn by ``rsample``)."""
+        """``z`` is this posterior's own indices (drawn by ``rsample``)."""
         st = self.latent.join([z_e + (e - z_e).detach() for z_e, e in zip(self.z_e, self.e, strict=True)])
         return st.expand(z.shape[0], *st.shape).flatten(0, 1)
 
@@ -122,7 +131,25 @@ class QuantizedPosterior(Posterior):
     def stats(self) -> dict[str, Tensor]:
         """Codebook perplexity and usage; per level (``_z1``, ``_z2``, ...) for a hierarchy."""
         levels = self.latent.as_levels()
-        per_level = [codebook_stats(c, level.codes) for c, level in zip(self.level_codes, levels, strict=True)]
+        per_level = [codebook_stats(i, level.codes) for i, level in zip(self.level_indices, levels, strict=True)]
         if len(per_level) == 1:
             return per_level[0]
         return {f"{key}_z{i + 1}": value for i, stats in enumerate(per_level) for key, value in stats.items()}
+
+
+class UniformCodes(FitsCodes, Prior):
+    """p(z) = prod over levels of K^-N, for a code map (or each map of a hierarchy) of N
+    positions with K codes each. The stage-1 stand-in for priors over codes."""
+
+    def __init__(self, data: DataSpec, latent: LatentSpec, config: object):
+        super().__init__(data, latent, config)
+        self.latent = latent
+        self.log_p = -sum(level.size * math.log(level.codes) for level in latent.as_levels())
+        self.register_buffer("anchor", torch.zeros(()), persistent=False)
+
+    def log_prob(self, z: Tensor, context: Context) -> Tensor:
+        return torch.full((z.shape[0],), self.log_p, device=z.device)
+
+    def sample(self, n: int, context: Context) -> Tensor:
+        return self.latent.join([torch.randint(level.codes, (n, *level.shape), device=self.anchor.device)
+                                 for level in self.latent.as_levels()])

@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from vaereg.codes import UniformCodes
 from vaereg.config import from_dict, to_dict
 from vaereg.errors import UsageError
-from vaereg.parts import SLOTS
+from vaereg.gaussian import StandardNormal
+from vaereg.kl import KLTable
+from vaereg.parts import SLOTS, Fitting, Prior
 from vaereg.registry import PartEntry, Registry, get_registry
 from vaereg.specs import DataSpec, LatentSpec
 
@@ -27,6 +30,7 @@ class Combo:
     parts: dict[str, PartEntry]
     configs: dict[str, Any]
     latent: LatentSpec
+    kl: KLTable  # the registry's closed-form KL rules
 
     @property
     def coupled(self) -> dict[str, str]:
@@ -37,10 +41,30 @@ class Combo:
     def canonical(self) -> str:
         return "+".join(f"{slot}={self.parts[slot].name}" for slot in SLOTS if slot not in self.coupled)
 
-    def stages(self) -> list[int]:
+    @property
+    def fitting(self) -> Fitting:
+        """How the prior is fitted; a coupled prior always trains with its encoder."""
         if "prior" in self.coupled:
-            return [1]
-        return sorted({1, self.parts["prior"].cls.stage})
+            return "joint"
+        return self.parts["prior"].cls.fitting_for(self.configs["prior"])
+
+    @property
+    def stand_in(self) -> type[Prior]:
+        """The prior used while the autoencoder trains, when the real one is fitted after it."""
+        declared = self.parts["prior"].cls.stand_in
+        return declared or (UniformCodes if self.latent.is_codes else StandardNormal)
+
+    @property
+    def training_prior(self) -> type[Prior]:
+        """The prior type the autoencoder trains against: the prior, or its stand-in."""
+        if "prior" in self.coupled:
+            return self.parts["encoder"].cls.prior_type
+        return self.parts["prior"].cls if self.fitting == "joint" else self.stand_in
+
+    @property
+    def closed_form_kl(self) -> bool:
+        """Whether the autoencoder trains with a closed-form KL per latent dimension."""
+        return self.kl.has(self.parts["encoder"].cls.posterior, self.training_prior)
 
     def options(self) -> dict[str, dict[str, Any]]:
         """Every part's options by slot, as JSON-ready dicts; ``resolve`` takes them back."""
@@ -125,6 +149,7 @@ def resolve(
                 continue
             latent = latent_so_far(token)
             fits = [c for c in candidates if c.cls.misfit(data, latent, _config(c, options)) is None]
+            fits = [c for c in fits if c.cls.claims(latent)] or fits
             if len(fits) > 1:
                 spelled = " or ".join(f"{c.slot}={token}" for c in fits)
                 raise UsageError(f"{token!r} fits several slots for a {latent.describe()}; write {spelled}")
@@ -155,15 +180,17 @@ def resolve(
     configs = {slot: _config(chosen[slot], options) for slot in SLOTS if slot not in encoder.cls.fills}
     configs.update({slot: configs["encoder"] for slot in encoder.cls.fills})
     latent = chosen["encoder"].cls.latent_spec(data, configs["encoder"])
-    for slot in SLOTS[1:]:
+    for slot in SLOTS:
         entry = chosen[slot]
-        if entry is chosen["encoder"]:
+        if slot != "encoder" and entry is chosen["encoder"]:
             continue
         reason = entry.cls.misfit(data, latent, configs[slot])
+        if reason and slot == "encoder":
+            raise UsageError(f"encoder {entry.name!r} does not fit {data.describe()}: it {reason}")
         if reason:
             raise UsageError(
                 f"{slot} {entry.name!r} does not fit encoder {chosen['encoder'].name!r} on "
                 f"{data.describe()}: it {reason}; {slot}s that fit: "
                 f"{_fitting(registry, slot, data, latent)}"
             )
-    return Combo(text, data, chosen, configs, latent)
+    return Combo(text, data, chosen, configs, latent, registry.kl)

@@ -1,51 +1,43 @@
-"""Assemble a resolved combo into one module, and draw latents through it."""
+"""One module for one combo: ``VAE.forward(batch, k)`` returns the per-image terms of k draws.
+
+Everything DDP, ``torch.compile`` and autocast must see runs inside ``forward``; the training
+loss, the negative ELBO and the importance-sampled NLL are reductions of its ``Terms``
+(``vaereg.objectives``).
+"""
 
 from __future__ import annotations
 
-from functools import cached_property
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from vaereg.combo import Combo
-from vaereg.parts import Posterior
+from vaereg.config import from_dict
+from vaereg.context import Context
+from vaereg.parts import Posterior, Prior
 
 
-class Draw:
-    """k latent draws per image and the terms of log w = log p(x|z) + log p(z) - log q(z|x),
-    each ``[k, B]``; terms are computed on first use."""
+@dataclass
+class Batch:
+    """B images ``[B, C, H, W]`` in [0, 1] and what they are conditioned on."""
 
-    def __init__(self, model: VAE, x: Tensor, posterior: Posterior, k: int):
-        self.model, self.x, self.posterior, self.k = model, x, posterior, k
-        self.z = posterior.rsample(k)
+    x: Tensor
+    context: Context = field(default_factory=Context)
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.k, self.x.shape[0]
 
-    @cached_property
-    def log_px(self) -> Tensor:
-        params = self.model.decoder(self.posterior.decoder_input(self.z))
-        x = self.x.expand(self.k, *self.x.shape).flatten(0, 1)
-        return self.model.likelihood.log_prob(x, params).view(self.shape)
+@dataclass
+class Terms:
+    """The terms of log w = log p(x|z) + log p(z) - log q(z|x) for k draws per image."""
 
-    @cached_property
-    def log_pz(self) -> Tensor:
-        known = self.posterior.log_prior(self.z)
-        if known is not None:
-            return known
-        return self.model.prior.log_prob(self.z.flatten(0, 1)).view(self.shape)
-
-    @cached_property
-    def log_qz(self) -> Tensor:
-        if self.posterior.deterministic:
-            return torch.zeros(self.shape, device=self.x.device)
-        return self.posterior.log_prob(self.z)
-
-    @cached_property
-    def kl(self) -> Tensor | None:
-        """Closed-form KL per latent dimension ``[B, *shape]`` when the prior has one."""
-        return self.model.prior.kl(self.posterior)
+    z: Tensor  # [k, B, *latent.shape]
+    log_px: Tensor  # [k, B]
+    log_pz: Tensor  # [k, B]
+    log_qz: Tensor  # [k, B]; 0 for a deterministic posterior
+    kl: Tensor | None  # [B, *latent.shape]: closed-form KL per dimension, when the pair has one
+    aux: Tensor  # training-only loss of the encoder (commitment, spectral regularisation)
+    deterministic: bool  # a point-mass posterior: the NLL is a bound and one draw suffices
+    stats: dict[str, Tensor]  # the posterior's diagnostics (codebook perplexity)
 
     def log_weights(self) -> Tensor:
         return self.log_px + self.log_pz - self.log_qz
@@ -54,7 +46,10 @@ class Draw:
 class VAE(nn.Module):
     """Encoder, decoder, prior and likelihood of one combo, built from their configs. A slot
     filled by a coupled encoder is that encoder's attribute (``model.prior`` is
-    ``model.encoder.prior``), so its weights are stored once."""
+    ``model.encoder.prior``), so its weights are stored once.
+
+    A prior fitted after the autoencoder is not used until it is fitted (``prior_fitted``,
+    kept in the state dict): until then its stand-in scores and samples latents."""
 
     def __init__(self, combo: Combo):
         super().__init__()
@@ -71,6 +66,12 @@ class VAE(nn.Module):
             self.decoder = parts["decoder"].cls(data, latent, cfg["decoder"], out_channels=out_channels)
         if "prior" not in combo.coupled:
             self.prior = parts["prior"].cls(data, latent, cfg["prior"])
+        self.prior.attach(self.encoder)
+        self.stand_in: Prior | None = None
+        if combo.fitting != "joint":
+            cls = combo.stand_in
+            self.stand_in = cls(data, latent, from_dict(cls.Config, {}, what="stand-in prior"))
+        self.prior_fitted = self.stand_in is None
 
     def __getattr__(self, name: str):
         coupled = self.__dict__.get("combo")
@@ -78,23 +79,57 @@ class VAE(nn.Module):
             return getattr(self.encoder, coupled.coupled[name])
         return super().__getattr__(name)
 
-    def draw(self, x: Tensor, k: int = 1, posterior: Posterior | None = None) -> Draw:
-        return Draw(self, x, posterior if posterior is not None else self.encoder(x), k)
+    def get_extra_state(self) -> dict[str, bool]:
+        return {"prior_fitted": self.prior_fitted}
 
-    def stage_parameters(self, stage: int) -> list[nn.Parameter]:
-        """Stage 1 trains everything but a stage-2 prior; stage 2 trains only that prior."""
-        if self.prior.stage == 1:
-            return list(self.parameters())
-        if stage == 2:
-            return list(self.prior.parameters())
-        return [p for name, p in self.named_parameters() if not name.startswith("prior.")]
+    def set_extra_state(self, state: dict[str, bool]) -> None:
+        self.prior_fitted = bool(state["prior_fitted"])
+
+    @property
+    def active_prior(self) -> Prior:
+        """The prior the model scores and samples with now: the stand-in until the prior is fitted."""
+        return self.prior if self.prior_fitted else self.stand_in
+
+    def encode(self, batch: Batch) -> Posterior:
+        return self.encoder(batch.x, batch.context)
+
+    def terms(self, batch: Batch, posterior: Posterior, k: int) -> Terms:
+        """The terms of ``k`` draws from ``posterior`` (already encoded from ``batch``)."""
+        prior = self.active_prior
+        prior.prepare()
+        b = batch.x.shape[0]
+        z = posterior.rsample(k)
+        context = batch.context.repeat(k)
+        params = self.decoder(posterior.decoder_input(z), context)
+        x = batch.x.expand(k, *batch.x.shape).flatten(0, 1)
+        log_px = self.likelihood.log_prob(x, params, context).view(k, b)
+        known = posterior.log_prior(z)
+        log_pz = known if known is not None else prior.log_prob(z.flatten(0, 1), context).view(k, b)
+        log_qz = torch.zeros_like(log_px) if posterior.deterministic else posterior.log_prob(z)
+        return Terms(z, log_px, log_pz, log_qz, self.combo.kl(posterior, prior), posterior.aux_loss(),
+                     posterior.deterministic, posterior.stats())
+
+    def forward(self, batch: Batch, k: int = 1) -> Terms:
+        """Encode ``batch`` and return the terms of ``k`` draws per image."""
+        return self.terms(batch, self.encode(batch), k)
+
+    def fitted_parameters(self, prior: bool) -> list[nn.Parameter]:
+        """The prior's parameters (``prior=True``) or everything else's. A coupled prior is
+        part of the encoder and always trains with it."""
+        own = {id(p) for p in self.prior.parameters()} if "prior" not in self.combo.coupled else set()
+        return [p for p in self.parameters() if (id(p) in own) == prior]
 
     @torch.no_grad()
-    def sample(self, n: int) -> Tensor:
-        z = self.prior.sample(n)
-        return self.likelihood.sample(self.decoder(self.encoder.embed(z)))
+    def sample(self, n: int, context: Context | None = None) -> Tensor:
+        context = context or Context()
+        prior = self.active_prior
+        prior.prepare()
+        z = prior.sample(n, context)
+        return self.likelihood.sample(self.decoder(self.encoder.embed(z, context), context), context)
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
-        draw = self.draw(x)
-        return self.likelihood.sample(self.decoder(draw.posterior.decoder_input(draw.z)))
+    def reconstruct(self, batch: Batch) -> Tensor:
+        posterior = self.encode(batch)
+        z = posterior.rsample(1)
+        params = self.decoder(posterior.decoder_input(z), batch.context)
+        return self.likelihood.sample(params, batch.context)

@@ -1,15 +1,19 @@
-"""Training objectives (ELBO with beta, KL warm-up and free bits; IWAE-k) and the
-evaluation estimators (negative ELBO; importance-sampled NLL)."""
+"""Objectives: pure reductions of the model's ``Terms``. The training loss (ELBO with beta, KL
+warm-up and free bits, or the IWAE-k bound), the negative ELBO, and the importance-sampled NLL
+accumulated over chunks of draws in float64. A new objective never touches a part."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from torch import Tensor
 
-from vaereg.model import VAE, Draw
+from vaereg.config import Range
+from vaereg.errors import UsageError
+from vaereg.model import VAE, Batch, Terms
 from vaereg.parts import Posterior
 from vaereg.specs import LatentSpec
 
@@ -21,31 +25,41 @@ class ObjectiveConfig:
     (Kingma et al. 2016, batch-averaged per dimension). ``kl_balance``: while warming up,
     weight each level of a hierarchy by its share of the KL (NVAE, Vahdat & Kautz 2020, sec. 3.2),
     so no level collapses early. ``iw_k > 1`` trains the IWAE bound (Burda et al. 2016)
-    instead of the ELBO."""
+    instead of the ELBO. Free bits and KL balancing need a closed-form KL per dimension."""
 
-    beta: float = 1.0
-    warmup: float = 0.0
-    free_bits: float = 0.0
+    beta: Annotated[float, Range(0, 1e6)] = 1.0
+    warmup: Annotated[float, Range(0, 1)] = 0.0
+    free_bits: Annotated[float, Range(0, 1e3)] = 0.0
     kl_balance: bool = False
-    iw_k: int = 1
+    iw_k: Annotated[int, Range(1, 4096)] = 1
 
     def __post_init__(self) -> None:
-        if self.iw_k < 1 or not 0 <= self.warmup <= 1 or self.beta < 0 or self.free_bits < 0:
-            raise ValueError("need iw_k >= 1, 0 <= warmup <= 1, beta >= 0 and free_bits >= 0")
+        if self.free_bits > 0 and self.kl_balance:
+            raise ValueError("free_bits and kl_balance both reshape the KL; set one of them, not both")
 
     def kl_weight(self, progress: float) -> float:
         if self.warmup <= 0:
             return self.beta
         return self.beta * min(1.0, progress / self.warmup)
 
+    def check(self, closed_form_kl: bool, what: str) -> None:
+        """Refuse options that cannot apply to a model whose KL is (not) in closed form."""
+        if closed_form_kl:
+            return
+        for name, on in (("free_bits", self.free_bits > 0), ("kl_balance", self.kl_balance)):
+            if on:
+                raise UsageError(
+                    f"objective.{name} needs a closed-form KL per latent dimension, and {what} has none "
+                    f"(its KL is Monte Carlo); drop objective.{name} or pick a prior with a registered KL pair"
+                )
 
-def _kl(draw) -> Tensor:
-    """Per-image KL(q || p): closed form when the prior offers one, else one-sample Monte Carlo."""
-    if draw.posterior.deterministic:
-        return torch.zeros(draw.x.shape[0], device=draw.x.device)
-    if draw.kl is not None:
-        return draw.kl.flatten(1).sum(1)
-    return (draw.log_qz - draw.log_pz)[0]
+
+def kl_per_image(terms: Terms) -> Tensor:
+    """KL(q || p) per image ``[B]``: closed form when the pair has one, else the one-draw Monte
+    Carlo estimate log q - log p (for a point mass, -log p: its rate)."""
+    if terms.kl is not None:
+        return terms.kl.flatten(1).sum(1)
+    return (terms.log_qz - terms.log_pz)[0]
 
 
 def kl_per_level(latent: LatentSpec, kl: Tensor) -> Tensor:
@@ -61,53 +75,51 @@ def balanced(levels: Tensor) -> Tensor:
 
 
 def training_loss(
-    model: VAE, x: Tensor, config: ObjectiveConfig, progress: float
+    terms: Terms, config: ObjectiveConfig, progress: float, latent: LatentSpec
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Loss to minimise for stage 1 and detached per-batch stats (means over images)."""
+    """Loss to minimise, and detached per-batch stats (means over images), from the terms of
+    ``config.iw_k`` draws per image."""
     if config.iw_k > 1:
-        draw = model.draw(x, config.iw_k)
-        bound = torch.logsumexp(draw.log_weights(), 0) - math.log(config.iw_k)
-        loss = -bound.mean() + draw.posterior.aux_loss()
+        bound = torch.logsumexp(terms.log_weights(), 0) - math.log(terms.log_px.shape[0])
+        loss = -bound.mean() + terms.aux
         return loss, {"loss": loss.detach(), "iwae_bound": -bound.mean().detach()}
-    draw = model.draw(x)
-    log_px = draw.log_px[0]
-    kl = _kl(draw)
+    if (config.free_bits > 0 or config.kl_balance) and terms.kl is None:
+        raise UsageError("objective.free_bits and objective.kl_balance need a closed-form KL; this model has none")
+    log_px = terms.log_px[0]
+    kl = kl_per_image(terms)
     penalty = kl
-    if config.free_bits > 0 and draw.kl is not None:
-        penalty = draw.kl.mean(0).clamp(min=config.free_bits).sum().expand_as(kl)
-    elif config.kl_balance and progress < config.warmup and draw.kl is not None and model.combo.latent.levels:
-        penalty = balanced(kl_per_level(model.combo.latent, draw.kl))
-    loss = (-log_px + config.kl_weight(progress) * penalty).mean() + draw.posterior.aux_loss()
+    if config.free_bits > 0:
+        penalty = terms.kl.flatten(1).mean(0).clamp(min=config.free_bits).sum().expand_as(kl)
+    elif config.kl_balance and progress < config.warmup and latent.levels:
+        penalty = balanced(kl_per_level(latent, terms.kl))
+    loss = (-log_px + config.kl_weight(progress) * penalty).mean() + terms.aux
     stats = {"loss": loss.detach(), "nelbo": (kl - log_px).mean().detach(), "kl": kl.mean().detach()}
-    stats.update({k: v.detach() for k, v in draw.posterior.stats().items()})
+    stats.update({k: v.detach() for k, v in terms.stats.items()})
     return loss, stats
 
 
-@torch.no_grad()
-def nelbo(model: VAE, x: Tensor) -> Tensor:
-    """Negative ELBO per image ``[B]`` in nats (float64), prior term included."""
-    return nelbo_of(model.draw(x))
+def negative_elbo(terms: Terms) -> Tensor:
+    """Negative ELBO per image ``[B]`` in nats (float64) from the first draw, prior term included."""
+    return (kl_per_image(terms) - terms.log_px[0]).double()
 
 
-def nelbo_of(draw: Draw) -> Tensor:
-    """Negative ELBO per image of a one-sample ``draw`` (float64)."""
-    if draw.posterior.deterministic or draw.kl is None:
-        return -draw.log_weights()[0].double()
-    return (_kl(draw) - draw.log_px[0]).double()
+def log_mean_weight(terms: Terms) -> Tensor:
+    """logsumexp_i log w_i - log k per image ``[B]``, in float64."""
+    return torch.logsumexp(terms.log_weights().double(), 0) - math.log(terms.log_px.shape[0])
 
 
 @torch.no_grad()
-def importance_nll(model: VAE, x: Tensor, k: int, chunk: int, posterior: Posterior | None = None) -> Tensor:
-    """-log p(x) per image ``[B]`` by importance sampling with q(z|x) as proposal (``posterior``
-    when the caller has encoded ``x`` already): log p(x) ~= logsumexp_i(log w_i) - log k over
-    ``k`` samples drawn ``chunk`` at a time, accumulated in float64. A deterministic posterior
-    needs one sample (the bound)."""
-    posterior = posterior if posterior is not None else model.encoder(x)
+def importance_nll(model: VAE, batch: Batch, k: int, chunk: int, posterior: Posterior | None = None) -> Tensor:
+    """-log p(x | context) per image ``[B]`` by importance sampling with q(z|x) as proposal
+    (``posterior`` when the caller has encoded the batch already): log p(x) ~= logsumexp_i(log w_i)
+    - log k over ``k`` draws taken ``chunk`` at a time, accumulated in float64. A deterministic
+    posterior needs one draw (the bound)."""
+    posterior = posterior if posterior is not None else model.encode(batch)
     if posterior.deterministic:
         k = 1
     running = None
     for start in range(0, k, chunk):
-        lw = model.draw(x, min(chunk, k - start), posterior).log_weights().double()
-        part = torch.logsumexp(lw, 0)
+        n = min(chunk, k - start)
+        part = log_mean_weight(model.terms(batch, posterior, n)) + math.log(n)
         running = part if running is None else torch.logaddexp(running, part)
     return -(running - math.log(k))

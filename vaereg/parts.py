@@ -1,22 +1,25 @@
-"""The four part contracts and the posterior a encoder returns.
+"""The four part contracts and the posterior an encoder returns.
 
 Every part is a ``torch.nn.Module`` built from ``(data, latent, config)``, where ``config`` is an
 instance of the part's own ``Config`` dataclass: the constructor arguments are the serialisable
 config, so a checkpoint rebuilds any model from JSON and a state dict.
 
-Images reach parts as floats ``level / (levels - 1)`` in ``[0, 1]``, shape ``[N, C, H, W]``.
-A latent sample ``z`` has shape ``[k, B, *latent.shape]`` for ``k`` draws per image; parts
-that score or decode latents see them flattened to ``[k * B, *latent.shape]``.
+Images reach parts as floats ``intensity / (intensities - 1)`` in ``[0, 1]``, shape
+``[N, C, H, W]``. A latent sample ``z`` has shape ``[k, B, *latent.shape]`` for ``k`` draws per
+image; parts that score or decode latents see them flattened to ``[k * B, *latent.shape]``,
+with the ``Context`` repeated to match (``Context.repeat``). Every part receives the context;
+one that does not condition on it ignores it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
+from vaereg.context import Context
 from vaereg.specs import LATENT_KINDS, DataSpec, LatentSpec
 
 SLOTS: tuple[str, ...] = ("encoder", "decoder", "prior", "likelihood")
@@ -32,6 +35,7 @@ class Part(nn.Module):
 
     slot: ClassVar[str]
     Config: ClassVar[type] = NoOptions
+    #: Latent kinds this part can serve (compatibility; ``misfit`` may refine it).
     fits: ClassVar[frozenset[str]] = LATENT_KINDS
     #: Objective settings this part trains best with (NVAE: KL warm-up and balancing); the
     #: user's ``objective.*`` options override them.
@@ -47,6 +51,13 @@ class Part(nn.Module):
             kinds = "/".join(sorted(cls.fits))
             return f"needs a {kinds} latent, got a {latent.describe()}"
         return None
+
+    @classmethod
+    def claims(cls, latent: LatentSpec) -> bool:
+        """Routing, not compatibility: when a bare name in a combo fits several slots, it goes
+        to the one whose part claims the latent (a PixelCNN is the prior over codes and the
+        likelihood otherwise). Default: every latent the part fits."""
+        return True
 
 
 class FitsCodes:
@@ -75,6 +86,11 @@ class Posterior:
         """log q(z | x) summed over latent dimensions: ``[k, B]``."""
         raise NotImplementedError
 
+    def mode(self) -> Tensor:
+        """The most likely latent per image ``[B, *shape]`` (the mean of a Gaussian), for
+        priors fitted to posterior means."""
+        raise NotImplementedError(f"{type(self).__name__} has no mode; fit the prior to samples")
+
     def decoder_input(self, z: Tensor) -> Tensor:
         """What the decoder consumes for ``z`` (flattened to ``[k * B, ...]``)."""
         return z.flatten(0, 1)
@@ -94,60 +110,107 @@ class Posterior:
 
 
 class Encoder(Part):
-    """x -> q(z | x). Declares the latent it produces before it is built.
+    """(x, context) -> q(z | x, context). Declares its latent and posterior type before it is
+    built, so the combo knows the latent shape and whether a closed-form KL exists.
 
     A coupled encoder also fills other slots (``fills``: slot -> the attribute of the built
     encoder that serves there). An NVAE or ladder top-down path is shared by q and p, so it
     lives in one module with the prior and decoder; such an encoder is built with the
-    ``out_channels`` its likelihood needs, and the likelihood stays swappable."""
+    ``out_channels`` its likelihood needs, and the likelihood stays swappable. One that fills
+    the prior names that prior's type in ``prior_type``."""
 
     slot = "encoder"
-    #: The kind of latent this encoder produces.
-    produces: ClassVar[str]
+    #: The Posterior type ``forward`` returns; the KL table is keyed by it.
+    posterior: ClassVar[type[Posterior]] = Posterior
     fills: ClassVar[dict[str, str]] = {}
+    prior_type: ClassVar[type[Prior] | None] = None
 
     @classmethod
     def latent_spec(cls, data: DataSpec, config: object) -> LatentSpec:
         raise NotImplementedError
 
-    def forward(self, x: Tensor) -> Posterior:
+    def forward(self, x: Tensor, context: Context) -> Posterior:
         raise NotImplementedError
 
-    def embed(self, z: Tensor) -> Tensor:
+    def embed(self, z: Tensor, context: Context) -> Tensor:
         """Map a latent drawn from the prior (``[N, *shape]``) to decoder input."""
         return z
 
 
 class Decoder(Part):
-    """z -> parameters of the likelihood, ``[N, out_channels, H, W]``."""
+    """(z, context) -> parameters of the likelihood, ``[N, out_channels, H, W]``."""
 
     slot = "decoder"
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: object, out_channels: int):
         super().__init__(data, latent, config)
 
+    def forward(self, z: Tensor, context: Context) -> Tensor:
+        raise NotImplementedError
+
+
+#: How a prior is fitted: with the autoencoder, or after it on the frozen encoder's latents,
+#: by gradient (a PixelCNN over codes) or by its own non-gradient ``fit`` (EM).
+Fitting = Literal["joint", "gradient", "fit"]
+
+
+@dataclass(frozen=True)
+class FitLatents:
+    """Which latents a prior fitted after the autoencoder sees: the posterior's ``mode`` or
+    ``draws`` samples per training image."""
+
+    source: Literal["mode", "sample"] = "sample"
+    draws: int = 1
+
 
 class Prior(Part):
-    """Density and sampling over latents."""
+    """Density and sampling over latents, optionally conditioned on the context.
+
+    A prior fitted after the autoencoder (``fitting`` not ``joint``) is replaced while the
+    autoencoder trains by its ``stand_in``: N(0, I) over continuous latents and the uniform
+    prior over codes unless it names another ``Prior`` class. ``fitting`` may depend on the
+    config (``fitting_for``: a flow fitted jointly or post hoc)."""
 
     slot = "prior"
-    #: 2 for a prior fitted after the autoencoder, on codes of the frozen encoder.
-    stage: ClassVar[int] = 1
+    fitting: ClassVar[Fitting] = "joint"
+    fit_latents: ClassVar[FitLatents] = FitLatents()
+    stand_in: ClassVar[type[Prior] | None] = None
 
-    def log_prob(self, z: Tensor) -> Tensor:
-        """log p(z) summed over latent dimensions: ``[N, *shape] -> [N]``."""
+    @classmethod
+    def fitting_for(cls, config: object) -> Fitting:
+        """How this prior is fitted with ``config``; ``fitting`` unless overridden."""
+        return cls.fitting
+
+    def attach(self, encoder: Encoder) -> None:
+        """Called once when the model is built, with the encoder this prior is paired with
+        (a VampPrior encodes its pseudo-inputs with it). Reach it later as ``self.encoder``;
+        it is kept out of this module's parameters and state."""
+        self._paired = (encoder,)
+
+    @property
+    def encoder(self) -> Encoder:
+        return self._paired[0]
+
+    def prepare(self) -> None:
+        """Called once per model pass before any ``log_prob`` or ``sample``: compute what the
+        pass shares (a VampPrior's encoded pseudo-inputs)."""
+
+    def log_prob(self, z: Tensor, context: Context) -> Tensor:
+        """log p(z | context) summed over latent dimensions: ``[N, *shape] -> [N]``."""
         raise NotImplementedError
 
-    def sample(self, n: int) -> Tensor:
+    def sample(self, n: int, context: Context) -> Tensor:
+        """``n`` latents ``[n, *shape]``, the i-th under the i-th row of ``context``."""
         raise NotImplementedError
 
-    def kl(self, posterior: Posterior) -> Tensor | None:
-        """Closed-form KL(q || p) per latent dimension ``[B, *shape]``, or None if none exists."""
-        return None
+    def fit(self, latents: Tensor, context: Context) -> list[dict[str, float]]:
+        """A non-gradient fit (``fitting = "fit"``) to ``latents`` ``[N, *shape]``; returns one
+        record per iteration (e.g. ``{"log_likelihood": ...}``) for the training log."""
+        raise NotImplementedError(f"{type(self).__name__} declares fitting={self.fitting!r} but has no fit()")
 
 
 class Likelihood(Part):
-    """p(x | params): a normalised distribution over the data's discrete levels."""
+    """p(x | params, context): a normalised distribution over the data's discrete intensities."""
 
     slot = "likelihood"
 
@@ -155,14 +218,14 @@ class Likelihood(Part):
         """Channels the decoder must produce for this likelihood."""
         raise NotImplementedError
 
-    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, params: Tensor, context: Context) -> Tensor:
         """log p(x | params) summed over pixels: ``[N]``."""
         raise NotImplementedError
 
-    def sample(self, params: Tensor) -> Tensor:
+    def sample(self, params: Tensor, context: Context) -> Tensor:
         raise NotImplementedError
 
 
-def to_levels(x: Tensor, levels: int) -> Tensor:
-    """Integer level indices of images given as ``level / (levels - 1)``."""
-    return torch.round(x * (levels - 1)).long()
+def intensity_index(x: Tensor, intensities: int) -> Tensor:
+    """Integer intensities of images given as ``intensity / (intensities - 1)``."""
+    return torch.round(x * (intensities - 1)).long()

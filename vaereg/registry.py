@@ -13,6 +13,8 @@ import pluggy
 
 from vaereg import hookspecs
 from vaereg.errors import UsageError, VaeregError
+from vaereg.gaussian import DiagonalGaussian, StandardNormal, diagonal_to_standard_kl
+from vaereg.kl import KLTable
 from vaereg.parts import SLOTS, Part
 
 DISABLE_ENV = "VAEREG_DISABLE_PLUGINS"
@@ -56,6 +58,7 @@ class Registry:
     parts: dict[str, dict[str, PartEntry]] = field(default_factory=lambda: {s: {} for s in SLOTS})
     presets: dict[str, Preset] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
+    kl: KLTable = field(default_factory=KLTable)
 
     def add_part(self, name: str, cls: type[Part], *, plugin: str, version: str) -> None:
         slot = getattr(cls, "slot", None)
@@ -106,6 +109,7 @@ def build_registry(plugins: Iterable[tuple[str, object, str]]) -> Registry:
     pm = pluggy.PluginManager("vaereg")
     pm.add_hookspecs(hookspecs)
     registry = Registry()
+    registry.kl.register(DiagonalGaussian, StandardNormal, diagonal_to_standard_kl, plugin="vaereg")
     versions = {}
     for name, module, version in plugins:
         pm.register(module, name=name)
@@ -119,6 +123,8 @@ def build_registry(plugins: Iterable[tuple[str, object, str]]) -> Registry:
         impl.function(
             register=partial(registry.add_preset, plugin=impl.plugin_name, version=version)
         )
+    for impl in pm.hook.register_kl.get_hookimpls():
+        impl.function(register=partial(registry.kl.register, plugin=impl.plugin_name))
     return registry
 
 
@@ -136,6 +142,12 @@ def load_registry() -> Registry:
         except Exception as exc:  # a broken plugin must not take the others down
             error = f"{type(exc).__name__}: {exc}"
             warnings.warn(f"vaereg plugin {ep.name!r} failed to load: {error}", PluginLoadWarning, stacklevel=2)
+            skipped.append(PluginInfo(ep.name, version, error=error))
+            continue
+        api = getattr(module, "VAEREG_PLUGIN_API", hookspecs.PLUGIN_API)
+        if api != hookspecs.PLUGIN_API:
+            error = f"written for plugin API {api}; this vaereg speaks {hookspecs.PLUGIN_API}"
+            warnings.warn(f"vaereg plugin {ep.name!r} not loaded: {error}", PluginLoadWarning, stacklevel=2)
             skipped.append(PluginInfo(ep.name, version, error=error))
             continue
         loaded.append((ep.name, module, version))

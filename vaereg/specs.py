@@ -15,13 +15,16 @@ LATENT_KINDS: frozenset[str] = frozenset({"continuous", "discrete", "hierarchica
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Images of ``channels x height x width`` whose values are integers in ``[0, levels)``."""
+    """Images of ``channels x height x width`` whose values are integers in ``[0, intensities)``.
+    ``classes > 0``: every image comes with a class label in ``[0, classes)`` that the model is
+    conditioned on (``--condition label``); 0 for an unconditional model."""
 
     name: str
     channels: int
     height: int
     width: int
-    levels: int
+    intensities: int
+    classes: int = 0
 
     @property
     def dims(self) -> int:
@@ -31,13 +34,13 @@ class DataSpec:
         return nats_per_image / (self.dims * math.log(2))
 
     def describe(self) -> str:
-        return f"{self.name} ({self.channels}x{self.height}x{self.width}, {self.levels} levels)"
+        return f"{self.name} ({self.channels}x{self.height}x{self.width}, {self.intensities} intensities)"
 
 
 @dataclass(frozen=True)
 class LatentSpec:
-    """What an encoder produces: its kind and shape, plus for a discrete latent the number of
-    codes and the size of each code's vector (what a decoder receives per position), and for a
+    """What an encoder produces: its kind and shape, plus for a discrete latent the size of the
+    codebook (``codes``) and the size of each code's vector (what a decoder receives per position), and for a
     hierarchical one its levels, listed from the one nearest the data (z_1) to the top (z_L).
 
     A hierarchical sample is one flat tensor ``[..., size]``: every level flattened, in that

@@ -4,7 +4,8 @@ The walk runs from the top level z_L down to z_1 carrying a state s. At level l 
 p(z_l | s) and the posterior q(z_l | x, s) combines s with the encoder's bottom-up feature for
 that level (Sønderby et al. 2016; Vahdat & Kautz 2020); the state then absorbs z_l. The final
 state is what the decoder consumes. One module holds the walk, so a ``TopDownEncoder`` fills
-the encoder, prior and decoder slots and the likelihood stays swappable.
+the encoder, prior and decoder slots and the likelihood stays swappable. The context enters
+the walk at its start (``start``), so every level and the decoder see it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from vaereg.context import Context
 from vaereg.gaussian import normal_log_prob
 from vaereg.parts import Encoder, Posterior, Prior
 from vaereg.specs import DataSpec, LatentSpec
@@ -50,8 +52,8 @@ class TopDownPrior(Prior):
         self.latent = latent
         self.register_buffer("anchor", torch.zeros(()), persistent=False)
 
-    def start(self, n: int) -> Tensor:
-        """The state above the top level for ``n`` rows."""
+    def start(self, n: int, context: Context) -> Tensor:
+        """The state above the top level for ``n`` rows under ``context``."""
         raise NotImplementedError
 
     def prior(self, level: int, state: Tensor) -> Level:
@@ -65,11 +67,12 @@ class TopDownPrior(Prior):
         """The state below level ``level`` once ``z`` is drawn there."""
         raise NotImplementedError
 
-    def walk(self, n: int, features: list[Tensor] | None = None, given: Tensor | None = None) -> Walk:
+    def walk(self, n: int, context: Context, features: list[Tensor] | None = None,
+             given: Tensor | None = None) -> Walk:
         """Draw (or, with ``given`` ``[n, size]``, score) every level from the top down; with
         bottom-up ``features`` (one per level, ``[n, ...]``) the draws come from q, else from p."""
         fixed = self.latent.split(given) if given is not None else None
-        state = self.start(n)
+        state = self.start(n, context)
         drawn: list[Tensor] = [None] * len(self.latent.levels)  # type: ignore[list-item]
         kls: list[Tensor] = [None] * len(self.latent.levels)  # type: ignore[list-item]
         log_p = torch.zeros(n, device=state.device)
@@ -88,23 +91,25 @@ class TopDownPrior(Prior):
         kl = self.latent.join(kls) if features is not None else None
         return Walk(self.latent.join(drawn), state, log_p, log_q, kl)
 
-    def log_prob(self, z: Tensor) -> Tensor:
-        return self.walk(z.shape[0], given=z).log_p
+    def log_prob(self, z: Tensor, context: Context) -> Tensor:
+        return self.walk(z.shape[0], context, given=z).log_p
 
-    def sample(self, n: int) -> Tensor:
-        return self.walk(n).z
+    def sample(self, n: int, context: Context) -> Tensor:
+        return self.walk(n, context).z
 
-    def kl(self, posterior: Posterior) -> Tensor | None:
-        """Each level's KL given the levels above, from the posterior's first draw."""
-        return posterior.kl if isinstance(posterior, TopDownPosterior) else None
+
+def walk_kl(q: TopDownPosterior, p: TopDownPrior) -> Tensor:
+    """The KL rule of a top-down pair: each level's closed-form KL given the levels above, which
+    the posterior's walk computed for its first draw."""
+    return q.kl
 
 
 class TopDownPosterior(Posterior):
     """q(z | x) = prod_l q(z_l | x, z_{>l}); drawing it also yields log p(z) and the decoder's
     input, so a draw costs one walk."""
 
-    def __init__(self, prior: TopDownPrior, features: list[Tensor]):
-        self.prior, self.features = prior, features
+    def __init__(self, prior: TopDownPrior, features: list[Tensor], context: Context):
+        self.prior, self.features, self.context = prior, features, context
         self.batch = features[0].shape[0]
         self._drawn: tuple[Tensor, Walk] | None = None
 
@@ -112,7 +117,8 @@ class TopDownPosterior(Posterior):
         if z is not None and self._drawn is not None and z is self._drawn[0]:
             return self._drawn[1]
         features = [f.expand(k, *f.shape).flatten(0, 1) for f in self.features]
-        return self.prior.walk(k * self.batch, features, None if z is None else z.flatten(0, 1))
+        return self.prior.walk(k * self.batch, self.context.repeat(k), features,
+                               None if z is None else z.flatten(0, 1))
 
     def rsample(self, k: int) -> Tensor:
         walk = self._walk(None, k)
@@ -137,21 +143,33 @@ class TopDownPosterior(Posterior):
         return self._drawn[1].kl[: self.batch]
 
 
+class StateDecoder(nn.Module):
+    """The decoder slot of a top-down hierarchy: ``net`` maps the walk's final state, which
+    already carries the context, to the likelihood's parameters."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, state: Tensor, context: Context) -> Tensor:
+        return self.net(state)
+
+
 class TopDownEncoder(Encoder):
     """The bottom-up tower of a top-down hierarchy; it owns the walk (``self.prior``) and the
     decoder head (``self.decoder``), and fills those slots."""
 
-    produces = "hierarchical"
+    posterior = TopDownPosterior
     fills: ClassVar[dict[str, str]] = {"decoder": "decoder", "prior": "prior"}
     prior: TopDownPrior
-    decoder: nn.Module
+    decoder: StateDecoder
 
-    def bottom_up(self, x: Tensor) -> list[Tensor]:
+    def bottom_up(self, x: Tensor, context: Context) -> list[Tensor]:
         """One feature per level, z_1 first."""
         raise NotImplementedError
 
-    def forward(self, x: Tensor) -> TopDownPosterior:
-        return TopDownPosterior(self.prior, self.bottom_up(x))
+    def forward(self, x: Tensor, context: Context) -> TopDownPosterior:
+        return TopDownPosterior(self.prior, self.bottom_up(x, context), context)
 
-    def embed(self, z: Tensor) -> Tensor:
-        return self.prior.walk(z.shape[0], given=z).state
+    def embed(self, z: Tensor, context: Context) -> Tensor:
+        return self.prior.walk(z.shape[0], context, given=z).state

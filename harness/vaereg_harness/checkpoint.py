@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,12 @@ import torch
 from vaereg import DataSpec, UsageError, __version__
 from vaereg.combo import Combo, resolve
 from vaereg.model import VAE
+from vaereg_harness.files import atomic_write
 
-FORMAT = 1
+FORMAT = 2
 
 
-def save(path: Path, model: VAE, *, run_config: dict[str, Any], state: dict[str, Any]) -> None:
+def save(path: Path, model: VAE, *, state: dict[str, Any]) -> None:
     """Write ``path`` via a temporary file and a rename: a crash leaves the old file intact."""
     combo = model.combo
     payload = {
@@ -28,14 +28,10 @@ def save(path: Path, model: VAE, *, run_config: dict[str, Any], state: dict[str,
         "canonical": combo.canonical,
         "data": asdict(combo.data),
         "options": json.dumps(combo.options()),
-        "run_config": json.dumps(run_config),
         "model": model.state_dict(),
         **state,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -4,7 +4,6 @@ FID feature extractor where Inception weights are not available (an offline mach
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from torch import Tensor, nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from vaereg_harness.data import Dataset, safe_name
+from vaereg_harness.files import atomic_write
 
 EXTRACTOR = "vaereg-classifier"
 FEATURES = ("penultimate", "logits")
@@ -92,10 +92,7 @@ def cached_classifier(data: Dataset, cache_dir: Path) -> Path:
     path = Path(cache_dir) / "extractors" / f"{safe_name(data.spec.name)}-{key}.pt"
     if not path.is_file():
         net = train_classifier(train, data.train_labels)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"config": asdict(net.config), "state": net.state_dict()}, tmp)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: torch.save({"config": asdict(net.config), "state": net.state_dict()}, tmp))
     return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from functools import wraps
@@ -9,16 +10,17 @@ from pathlib import Path
 
 import click
 
-from vaereg import UsageError, VaeregError
-from vaereg.config import group_assignments, to_dict
+from vaereg import PLUGIN_API, UsageError, VaeregError
+from vaereg.combo import resolve
+from vaereg.config import from_dict, group_assignments, to_dict
 from vaereg.parts import SLOTS
 from vaereg.registry import get_registry
 from vaereg_harness import checkpoint
-from vaereg_harness.data import DATASET_NAMES, load_dataset
+from vaereg_harness.api import RunConfig, create_model, evaluate_combo, load_data, train_model
+from vaereg_harness.data import DATASET_NAMES
 from vaereg_harness.fid import default_cache_dir, protocol_for
 from vaereg_harness.images import save_grid
 from vaereg_harness.results import append_row, read_results
-from vaereg_harness.runner import RunConfig, build, evaluate_combo, train
 from vaereg_harness.train import TrainConfig
 
 
@@ -44,9 +46,14 @@ def run_options(command):
         click.option("--data-root", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
                      help="Where torchvision data sets live."),
         click.option("--download/--no-download", default=False, help="Fetch a torchvision data set (needs a network)."),
-        click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True),
+        click.option("--condition", type=click.Choice(["label"]), default=None,
+                     help="Condition every part on the class label (a conditional VAE); the NLL is -log p(x | y)."),
+        click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True,
+                     help="Epochs of the autoencoder."),
+        click.option("--prior-epochs", type=click.IntRange(min=1), default=None,
+                     help="Epochs of a prior fitted by gradient after the autoencoder (PixelCNN) [--epochs]."),
         click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True),
+        click.option("--lr", type=float, default=1e-3, show_default=True),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--deterministic", is_flag=True, help="Use deterministic algorithms only."),
         click.option("--compile", "compile_", is_flag=True, help="torch.compile every part (for long GPU runs)."),
@@ -64,13 +71,12 @@ def run_options(command):
 
     @wraps(command)
     def wrapper(**kw):
-        kw["train_config"] = TrainConfig(
-            epochs=kw.pop("epochs"), batch_size=kw.pop("batch_size"), lr=kw.pop("lr"),
-            seed=kw.pop("seed"), device=kw.pop("device"), deterministic=kw.pop("deterministic"),
-            compile=kw.pop("compile_"),
-        )
+        names = ("epochs", "prior_epochs", "batch_size", "lr", "seed", "device", "deterministic")
+        values = {name: kw.pop(name) for name in names}
+        kw["train_config"] = from_dict(TrainConfig, {**values, "compile": kw.pop("compile_")}, what="training")
         kw["grouped"] = group_assignments(list(kw.pop("assignments")))
-        kw["data"] = load_dataset(kw.pop("dataset"), kw.pop("data_root"), kw.pop("download"))
+        kw["data"] = load_data(kw.pop("dataset"), kw.pop("data_root"), download=kw.pop("download"),
+                               condition=kw.pop("condition"))
         return command(**kw)
 
     return wrapper
@@ -81,6 +87,15 @@ def part_options(grouped: dict) -> dict:
     if unknown:
         raise UsageError(f"--set group {sorted(unknown)[0]!r} is unknown; groups: {', '.join(SLOTS)}, objective")
     return {slot: values for slot, values in grouped.items() if slot in SLOTS}
+
+
+def checked(combos, data, grouped, config: RunConfig) -> dict:
+    """Every combo resolved and its options and objective checked before any work starts;
+    returns the part options."""
+    options = part_options(grouped)
+    for text in combos:
+        config.objective_for(resolve(text, data.spec, options))
+    return options
 
 
 @click.group(cls=Group)
@@ -110,9 +125,9 @@ def eval_command(combos, data, train_config, grouped, out, resume, quiet, iw_sam
                  fid, fid_samples, inception_weights, cache_dir):
     """Train every stage of each combo, evaluate it on the test split (NLL, FID), save sample and
     reconstruction grids under --out and append a results row."""
-    config = RunConfig.from_options(train_config, grouped, iw_samples=iw_samples, iw_chunk=iw_chunk,
-                                    fid_samples=fid_samples)
-    options = part_options(grouped)
+    config = RunConfig(train=train_config, objective=grouped.get("objective", {}), iw_samples=iw_samples,
+                       iw_chunk=iw_chunk, fid_samples=fid_samples)
+    options = checked(combos, data, grouped, config)
     protocol = protocol_for(data, cache_dir or default_cache_dir(), inception_weights) if fid else None
     if isinstance(protocol, str):
         click.echo(f"note: {protocol}", err=True)
@@ -120,7 +135,7 @@ def eval_command(combos, data, train_config, grouped, out, resume, quiet, iw_sam
     for text in combos:
         row = evaluate_combo(text, data, options, config, out, fid=protocol, resume=resume, progress=not quiet)
         append_row(results, row)
-        rows.append(row)
+        rows.append(dataclasses.asdict(row))
     click.echo(format_table(rows))
     click.echo(f"{len(rows)} row(s) appended to {results}/")
 
@@ -129,10 +144,11 @@ def eval_command(combos, data, train_config, grouped, out, resume, quiet, iw_sam
 @run_options
 def train_command(combos, data, train_config, grouped, out, resume, quiet):
     """Train every stage of each combo and write its checkpoint (no evaluation)."""
-    config = RunConfig.from_options(train_config, grouped)
+    config = RunConfig(train=train_config, objective=grouped.get("objective", {}))
+    options = checked(combos, data, grouped, config)
     for text in combos:
-        model = build(text, data, part_options(grouped), config)
-        _, path = train(model, data, config, out, resume=resume, progress=not quiet)
+        model = create_model(text, data, options, config)
+        _, path = train_model(model, data, config, out, resume=resume, progress=not quiet)
         click.echo(f"{text}: checkpoint {path}")
 
 
@@ -141,15 +157,27 @@ def train_command(combos, data, train_config, grouped, out, resume, quiet):
 @click.option("-n", "count", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("-o", "output", type=click.Path(path_type=Path), default=Path("samples.png"), show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def sample_command(checkpoint_path, count, output, seed):
+@click.option("--label", type=int, default=None,
+              help="Class of every sample, for a model trained with --condition label [every class in turn].")
+def sample_command(checkpoint_path, count, output, seed, label):
     """Draw N samples from a checkpoint's model and save them as a PNG grid."""
     import torch
+
+    from vaereg import Context
 
     if output.suffix.lower() != ".png":
         raise UsageError(f"-o {output}: the grid is written as PNG; give a path ending in .png")
     model = checkpoint.rebuild(checkpoint.load(checkpoint_path)).eval()
+    classes = model.combo.data.classes
+    if label is not None and not classes:
+        raise UsageError(f"--label {label}: {checkpoint_path} holds an unconditional model; drop --label")
+    if label is not None and not 0 <= label < classes:
+        raise UsageError(f"--label {label} is not a class of this model; give 0..{classes - 1}")
+    labels = None
+    if classes:
+        labels = torch.full((count,), label) if label is not None else torch.arange(count) % classes
     torch.manual_seed(seed)
-    save_grid(model.sample(count), output)
+    save_grid(model.sample(count, Context(label=labels)), output)
     click.echo(f"{count} samples from {model.combo.text} written to {output}")
 
 
@@ -157,7 +185,7 @@ def describe_latent(entry) -> str:
     if entry.slot != "encoder":
         return f"fits {'/'.join(sorted(entry.cls.fits))}"
     fills = f", fills {'/'.join(entry.cls.fills)}" if entry.cls.fills else ""
-    return f"produces {entry.cls.produces}{fills}"
+    return f"{entry.cls.posterior.__name__}{fills}"
 
 
 @main.command("plugins")
@@ -178,8 +206,9 @@ def plugins_command(as_json):
         listing.append({"name": info.name, "version": info.version, "error": info.error,
                         "disabled": info.disabled, "parts": parts, "presets": presets})
     if as_json:
-        click.echo(json.dumps(listing, indent=2))
+        click.echo(json.dumps({"plugin_api": PLUGIN_API, "plugins": listing}, indent=2))
         return
+    click.echo(f"vaereg plugin API {PLUGIN_API}")
     for plugin in listing:
         state = " (disabled)" if plugin["disabled"] else f" (failed: {plugin['error']})" if plugin["error"] else ""
         click.echo(f"{plugin['name']} {plugin['version']}{state}")

@@ -3,6 +3,7 @@ root, and folders of images. Nothing here touches the network unless ``download`
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaereg import DataSpec, UsageError
+from vaereg import Context, DataSpec, UsageError
+from vaereg.model import Batch
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 DIGITS_TRAIN = 1437  # digits: images [0, 1437) train, [1437, 1797) test (80/20, sklearn's order)
@@ -20,8 +22,8 @@ DIGITS_TRAIN = 1437  # digits: images [0, 1437) train, [1437, 1797) test (80/20,
 @dataclass
 class Dataset:
     """``train``/``test``: ``[N, C, H, W]`` uint8 stored values. With ``binarize`` the stored
-    values are 0..255 intensities and every training batch is binarized afresh (dynamic
-    binarization); the test split is binarized once, with a fixed seed."""
+    training values are 0..255 intensities and every training batch is binarized afresh
+    (dynamic binarization); the test split is stored binarized (once, with a fixed seed)."""
 
     spec: DataSpec
     train: Tensor
@@ -30,16 +32,32 @@ class Dataset:
     test_labels: Tensor | None = None
     binarize: bool = False
 
-    def __post_init__(self) -> None:
-        if self.binarize:
-            fixed = torch.Generator().manual_seed(0)
-            self.test = torch.bernoulli(self.test.float() / 255, generator=fixed).to(torch.uint8)
-
     def to_model(self, stored: Tensor, *, train: bool) -> Tensor:
-        """Model input ``level / (levels - 1)`` in [0, 1] for a batch of stored values."""
+        """Model input ``intensity / (intensities - 1)`` in [0, 1] for a batch of stored values."""
         if self.binarize and train:
             return torch.bernoulli(stored.float() / 255)
-        return stored.float() / (self.spec.levels - 1)
+        return stored.float() / (self.spec.intensities - 1)
+
+    def context(self, labels: Tensor | None) -> Context:
+        """The context of images with ``labels``: the label when the model is conditioned on it."""
+        return Context(label=labels) if self.spec.classes else Context()
+
+    def batch(self, stored: Tensor, labels: Tensor | None, *, train: bool) -> Batch:
+        return Batch(self.to_model(stored, train=train), self.context(labels))
+
+    def conditioned(self, on: str | None) -> Dataset:
+        """This data set with the model conditioned on ``on`` (``"label"``), or as it is for None."""
+        if on is None:
+            return self
+        if on != "label":
+            raise UsageError(f"--condition {on!r} is unknown; vaereg conditions on: label")
+        if self.train_labels is None or self.test_labels is None:
+            raise UsageError(
+                f"--condition label: {self.spec.name} has no labels; use a labelled data set "
+                f"(folder:PATH with class subfolders, digits, mnist, ...) or drop --condition"
+            )
+        classes = int(max(self.train_labels.max(), self.test_labels.max())) + 1
+        return dataclasses.replace(self, spec=dataclasses.replace(self.spec, classes=classes))
 
 
 def safe_name(text: str) -> str:
@@ -102,6 +120,8 @@ def _torchvision(name: str, root: Path, download: bool) -> Dataset:
     x_train, x_test = images(train), images(test)
     channels, height, width = x_train.shape[1:]
     binarize = name == "binarized-mnist"
+    if binarize:  # a fixed binarization of the test split; training batches are binarized afresh
+        x_test = torch.bernoulli(x_test.float() / 255, generator=torch.Generator().manual_seed(0)).to(torch.uint8)
     spec = DataSpec(name, channels, height, width, 2 if binarize else 256)
     return Dataset(spec, x_train, x_test, labels(train), labels(test), binarize=binarize)
 

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from vaereg.codes import codebook_stats
 from vaereg.model import VAE
-from vaereg.objectives import importance_nll, kl_per_level, nelbo_of
+from vaereg.objectives import importance_nll, kl_per_level, negative_elbo
 from vaereg.specs import LatentSpec
 from vaereg_harness.data import Dataset
 
@@ -39,9 +39,9 @@ def latent_usage(latent: LatentSpec, kl: Tensor) -> tuple[list[float], int]:
     return kl_per_level(latent, kl[None])[0].tolist(), int((kl > ACTIVE_KL).sum().item())
 
 
-def code_usage(latent: LatentSpec, codes: Tensor) -> tuple[float, float]:
+def code_usage(latent: LatentSpec, indices: Tensor) -> tuple[float, float]:
     """Codebook perplexity and usage, averaged over the code maps of a hierarchy."""
-    maps = latent.split(codes)
+    maps = latent.split(indices)
     stats = [codebook_stats(m, level.codes) for m, level in zip(maps, latent.as_levels(), strict=True)]
     return (sum(s["perplexity"].item() for s in stats) / len(stats),
             sum(s["usage"].item() for s in stats) / len(stats))
@@ -60,33 +60,35 @@ def evaluate(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 128, pr
     """Means over the test split. Images go ``images_per_pass`` at a time with ``iw_chunk``
     samples each, so memory stays bounded whatever ``iw_samples`` is. One draw per image also
     gives code use for discrete latents, and KL per level and active units for latents with a
-    closed-form KL."""
+    closed-form KL. Conditioned on labels, the NLL is -log p(x | y)."""
     model.eval()
     device = next(model.parameters()).device
     began = time.perf_counter()
-    batch = images_per_pass(device, iw_chunk)
+    step = images_per_pass(device, iw_chunk)
     test = data.test.to(device)
+    labels = data.test_labels.to(device) if data.spec.classes else None
     latent = model.combo.latent
-    nelbos, nlls, codes, kls = [], [], [], []
-    for i in tqdm(range(0, test.shape[0], batch), desc="evaluate", disable=not progress,
+    nelbos, nlls, indices, kls = [], [], [], []
+    for i in tqdm(range(0, test.shape[0], step), desc="evaluate", disable=not progress,
                   file=sys.stderr, leave=False, unit="batch"):
-        x = data.to_model(test[i:i + batch], train=False)
-        draw = model.draw(x)
-        nelbos.append(nelbo_of(draw))
-        nlls.append(importance_nll(model, x, iw_samples, iw_chunk, draw.posterior))
-        if draw.posterior.deterministic:
-            codes.append(draw.z[0])
-        elif draw.kl is not None:
-            kls.append(draw.kl.flatten(1).double().sum(0))
+        batch = data.batch(test[i:i + step], None if labels is None else labels[i:i + step], train=False)
+        posterior = model.encode(batch)
+        terms = model.terms(batch, posterior, 1)
+        nelbos.append(negative_elbo(terms))
+        nlls.append(importance_nll(model, batch, iw_samples, iw_chunk, posterior))
+        if terms.deterministic:
+            indices.append(terms.z[0])
+        elif terms.kl is not None:
+            kls.append(terms.kl.flatten(1).double().sum(0))
     nll = torch.cat(nlls).mean().item()
     seconds = time.perf_counter() - began
-    perplexity, usage = code_usage(latent, torch.cat(codes)) if codes and latent.is_codes else (None, None)
+    perplexity, usage = code_usage(latent, torch.cat(indices)) if indices and latent.is_codes else (None, None)
     kl_levels, active = latent_usage(latent, sum(kls) / test.shape[0]) if kls else (None, None)
     return Evaluation(
         nelbo_nats=torch.cat(nelbos).mean().item(),
         nll_nats=nll,
         nll_bpd=data.spec.bits_per_dim(nll),
-        iw_samples=1 if codes else iw_samples,
+        iw_samples=1 if indices else iw_samples,
         seconds=seconds,
         codebook_perplexity=perplexity,
         codebook_usage=usage,

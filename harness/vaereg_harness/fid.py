@@ -22,6 +22,7 @@ from vaereg_harness.classifier import (
     cached_classifier,
     content_hash,
     file_hash,
+    load_classifier,
     weights_hash,
 )
 from vaereg_harness.data import Dataset, safe_name
@@ -72,7 +73,7 @@ def inception_weights(given: Path | None) -> Path | None:
 
 
 @dataclass
-class Protocol:
+class FIDProtocol:
     """How FID is computed for one data set; ``score`` compares images with the test split."""
 
     data: Dataset
@@ -120,13 +121,22 @@ class Protocol:
     def score(self, images01: Tensor) -> float:
         return self.fid(as_uint8(images01), self.split("test"), self.cache_key("test"))
 
+    @torch.no_grad()
+    def label_accuracy(self, images01: Tensor, labels: Tensor) -> float | None:
+        """The fraction of ``images01`` the classifier extractor assigns to their ``labels``
+        (None under Inception, which knows no data-set labels)."""
+        if self.extractor.name != EXTRACTOR:
+            return None
+        predicted = load_classifier(self.extractor.weights)(as_uint8(images01))[1].argmax(1)
+        return (predicted == labels.cpu()).float().mean().item()
+
     @cached_property
     def floor(self) -> float:
         """FID(train split, test split): what 'as good as the data' scores."""
         return self.fid(self.split("train"), self.split("test"), self.cache_key("test"), self.cache_key("train"))
 
 
-def protocol_for(data: Dataset, cache_dir: Path, inception: Path | None = None) -> Protocol | str:
+def protocol_for(data: Dataset, cache_dir: Path, inception: Path | None = None) -> FIDProtocol | str:
     """Inception when its weights are here, else a classifier on the data's labels; without
     either, a note saying why there is no FID."""
     weights = inception_weights(inception)
@@ -138,4 +148,4 @@ def protocol_for(data: Dataset, cache_dir: Path, inception: Path | None = None) 
     else:
         return (f"no FID: {data.spec.name} has no labels to train a feature extractor on and no Inception "
                 f"weights were found; give --inception-weights PATH ({INCEPTION_FILE})")
-    return Protocol(data, extractor, Path(cache_dir))
+    return FIDProtocol(data, extractor, Path(cache_dir))

@@ -1,73 +1,95 @@
 """The results store: one Parquet file per evaluated combo in a directory (a Parquet dataset).
 
-Each file is written under a temporary name and renamed, so concurrent runs never lose or
-corrupt rows. The schema is declared here once; readers pass it, so files written before a
-column was added read back with that column null instead of dropping it."""
+A row is a typed ``Row``; the Parquet schema is derived from it, so the two cannot drift, and
+an unknown or missing column fails when the row is built. Each file is written under a
+temporary name and renamed, so concurrent runs never lose or corrupt rows. Readers pass the
+schema, so files written before a column was added read back with that column null."""
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import types
+import typing
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 1
+from vaereg_harness.files import atomic_write
 
-SCHEMA = pa.schema(
-    [
-        pa.field("run_id", pa.string(), nullable=False),
-        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("combo", pa.string(), nullable=False),
-        pa.field("parts", pa.string(), nullable=False),  # JSON: slot -> {name, plugin, version}
-        pa.field("config", pa.string(), nullable=False),  # JSON: part options, objective, training
-        pa.field("dataset", pa.string(), nullable=False),
-        pa.field("seed", pa.int64(), nullable=False),
-        pa.field("device", pa.string(), nullable=False),
-        pa.field("epochs", pa.int64(), nullable=False),
-        pa.field("nelbo_nats", pa.float64()),
-        pa.field("nll_nats", pa.float64()),
-        pa.field("nll_bpd", pa.float64()),
-        pa.field("iw_samples", pa.int64()),
-        pa.field("train_seconds", pa.float64()),
-        pa.field("train_images_per_s", pa.float64()),
-        pa.field("stage_seconds", pa.string()),  # JSON: stage -> seconds
-        pa.field("eval_seconds", pa.float64()),
-        pa.field("sample_images_per_s", pa.float64()),
-        pa.field("peak_gpu_memory_mb", pa.float64()),  # training and evaluation, CUDA only
-        pa.field("codebook_perplexity", pa.float64()),
-        pa.field("codebook_usage", pa.float64()),
-        pa.field("kl_per_level", pa.string()),  # JSON: mean KL per level in nats, z_1 first
-        pa.field("active_units", pa.int64()),  # latent dimensions with mean KL above 0.01 nats
-        pa.field("fid", pa.float64()),
-        pa.field("fid_extractor", pa.string()),  # torch-fidelity extractor name:weight-hash
-        pa.field("fid_samples", pa.int64()),
-        pa.field("fid_reference", pa.string()),  # split:size
-        pa.field("fid_floor", pa.float64()),  # FID(train split, test split), same extractor
-        pa.field("fid_note", pa.string()),  # why fid is null, when it is
-        pa.field("samples_png", pa.string()),
-        pa.field("reconstructions_png", pa.string()),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("vaereg_version", pa.string(), nullable=False),
-        pa.field("torch_version", pa.string(), nullable=False),
-    ],
-    metadata={"vaereg.schema_version": str(SCHEMA_VERSION)},
-)
+SCHEMA_VERSION = 2
 
 
-def append_row(directory: Path, row: dict[str, Any]) -> Path:
+@dataclass(frozen=True, kw_only=True)
+class Row:
+    """One evaluated combo. Columns without a default are required; ``X | None`` is nullable."""
+
+    run_id: str
+    created_at: datetime  # UTC
+    combo: str  # as given
+    parts: str  # JSON: slot -> {name, plugin, version}
+    config: str  # JSON: part options, objective, training
+    dataset: str
+    seed: int
+    device: str
+    epochs: int
+    condition: str | None = None  # "label": the NLL is -log p(x | y)
+    nelbo_nats: float | None = None
+    nll_nats: float | None = None
+    nll_bpd: float | None = None
+    iw_samples: int | None = None
+    train_seconds: float | None = None
+    train_images_per_s: float | None = None
+    stage_seconds: str | None = None  # JSON: stage -> seconds
+    eval_seconds: float | None = None
+    sample_images_per_s: float | None = None
+    peak_gpu_memory_mb: float | None = None  # training and evaluation, CUDA only
+    codebook_perplexity: float | None = None
+    codebook_usage: float | None = None
+    kl_per_level: str | None = None  # JSON: mean KL per level in nats, z_1 first
+    active_units: int | None = None  # latent dimensions with mean KL above 0.01 nats
+    fid: float | None = None
+    fid_extractor: str | None = None  # torch-fidelity extractor name:weight-hash
+    fid_samples: int | None = None
+    fid_reference: str | None = None  # split:size
+    fid_floor: float | None = None  # FID(train split, test split), same extractor
+    fid_note: str | None = None  # why fid is null, when it is
+    condition_accuracy: float | None = None  # conditional samples the FID classifier puts in their class
+    samples_png: str | None = None
+    reconstructions_png: str | None = None
+    status: str
+    vaereg_version: str
+    torch_version: str
+
+
+ARROW_TYPES = {str: pa.string(), int: pa.int64(), float: pa.float64(), datetime: pa.timestamp("us", tz="UTC")}
+
+
+def _arrow_field(name: str, hint: object) -> pa.Field:
+    nullable = typing.get_origin(hint) is types.UnionType
+    base = next(a for a in typing.get_args(hint) if a is not type(None)) if nullable else hint
+    return pa.field(name, ARROW_TYPES[base], nullable=nullable)
+
+
+def schema_of(row_type: type) -> pa.Schema:
+    hints = typing.get_type_hints(row_type)
+    fields = [_arrow_field(f.name, hints[f.name]) for f in dataclasses.fields(row_type)]
+    return pa.schema(fields, metadata={"vaereg.schema_version": str(SCHEMA_VERSION)})
+
+
+SCHEMA = schema_of(Row)
+
+
+def append_row(directory: Path, row: Row) -> Path:
     """Write ``row`` as a new file of the dataset at ``directory``; returns its path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist([row], schema=SCHEMA)
+    table = pa.Table.from_pylist([dataclasses.asdict(row)], schema=SCHEMA)
     unique = uuid.uuid4().hex  # never overwrite: two writers may share a run_id and a second
-    name = f"{row['created_at']:%Y%m%dT%H%M%S}-{row['run_id']}-{unique[:12]}.parquet"
-    tmp = directory / f".{name}.tmp"
-    pq.write_table(table, tmp)
-    os.replace(tmp, directory / name)
-    return directory / name
+    name = f"{row.created_at:%Y%m%dT%H%M%S}-{row.run_id}-{unique[:12]}.parquet"
+    return atomic_write(directory / name, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_results(directory: Path) -> pa.Table:

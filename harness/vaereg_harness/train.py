@@ -1,19 +1,22 @@
-"""Training stages: stage 1 fits the autoencoder, stage 2 (when the prior asks for it) fits the
-prior on the codes of the frozen stage-1 encoder. A checkpoint is written after every epoch."""
+"""Training: the stages the parts declare, run in order. The autoencoder always trains first
+(against the prior, or its stand-in when the prior is fitted after it); a prior fitted after
+it then trains by gradient on the frozen encoder's latents (PixelCNN) or fits them itself
+(EM). A checkpoint is written after every epoch and after a fit."""
 
 from __future__ import annotations
 
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
-from vaereg import UsageError, VaeregError
+from vaereg import Range, UsageError, VaeregError
 from vaereg.model import VAE
 from vaereg.objectives import ObjectiveConfig, training_loss
 from vaereg_harness import checkpoint
@@ -26,21 +29,17 @@ class TrainingDiverged(VaeregError):
 
 @dataclass
 class TrainConfig:
-    epochs: int = 20
-    prior_epochs: int | None = None  # stage 2; defaults to ``epochs``
-    batch_size: int = 64
-    lr: float = 1e-3
-    seed: int = 0
-    device: str = "auto"
+    """``batch_size``: images per optimiser step. ``prior_epochs``: epochs of a prior fitted by
+    gradient after the autoencoder (default: ``epochs``)."""
+
+    epochs: Annotated[int, Range(1, 1_000_000)] = 20
+    prior_epochs: Annotated[int, Range(1, 1_000_000)] | None = None
+    batch_size: Annotated[int, Range(1, 1 << 20)] = 64
+    lr: Annotated[float, Range(0, 10, open_low=True)] = 1e-3
+    seed: Annotated[int, Range(0, (1 << 63) - 1)] = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = False
-    compile: bool = False  # torch.compile every part's forward
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("need epochs >= 1, batch_size >= 1 and lr > 0")
-
-    def stage_epochs(self, stage: int) -> int:
-        return self.epochs if stage == 1 or self.prior_epochs is None else self.prior_epochs
+    compile: bool = False  # torch.compile the model's forward
 
 
 def pick_device(name: str) -> torch.device:
@@ -48,15 +47,7 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda asked for, but torch sees no CUDA device; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise UsageError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device(name)
-
-
-def compile_parts(model: VAE) -> None:
-    """torch.compile each part module's forward in place (a coupled part once)."""
-    for module in {id(m): m for m in (model.encoder, model.decoder, model.prior, model.likelihood)}.values():
-        module.compile()
 
 
 def seed_everything(config: TrainConfig) -> None:
@@ -68,51 +59,140 @@ def seed_everything(config: TrainConfig) -> None:
 
 @dataclass
 class StageReport:
-    stage: int
+    stage: str
     seconds: float = 0.0
     images: int = 0
-    stats: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def images_per_s(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+class Stage:
+    """One declared stage: what it iterates over, what it optimises and one step of it."""
+
+    name: str
+
+    def __init__(self, trainer: Trainer):
+        self.trainer, self.model = trainer, trainer.model
+
+    def epochs(self, config: TrainConfig) -> int:
+        return config.epochs
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        raise NotImplementedError
+
+    def inputs(self) -> tuple[Tensor, Tensor | None]:
+        """What the epochs iterate over (rows on the device) and their labels."""
+        raise NotImplementedError
+
+    def train_mode(self) -> None:
+        raise NotImplementedError
+
+    def step(self, rows: Tensor, labels: Tensor | None, progress: float) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Called once the stage's last epoch is done."""
+
+
+class AutoencoderStage(Stage):
+    """Encoder, decoder, likelihood and a jointly fitted prior, against the objective."""
+
+    name = "autoencoder"
+
+    def parameters(self):
+        return self.model.fitted_parameters(prior=False)
+
+    def inputs(self):
+        return self.trainer.train_x, self.trainer.train_labels
+
+    def train_mode(self):
+        self.model.train()
+
+    def step(self, rows, labels, progress):
+        t = self.trainer
+        batch = t.data.batch(rows, labels, train=True)
+        terms = t.forward(batch, t.objective.iw_k)
+        return training_loss(terms, t.objective, progress, self.model.combo.latent)
+
+
+class PriorGradientStage(Stage):
+    """A prior fitted by maximum likelihood on the frozen encoder's latents, in train mode."""
+
+    name = "prior"
+
+    def epochs(self, config):
+        return config.prior_epochs or config.epochs
+
+    def parameters(self):
+        return self.model.fitted_parameters(prior=True)
+
+    def inputs(self):
+        return self.trainer.latents()
+
+    def train_mode(self):
+        self.model.eval()
+        self.model.prior.train()
+
+    def step(self, rows, labels, progress):
+        loss = -self.model.prior.log_prob(rows, self.trainer.data.context(labels)).mean()
+        return loss, {"loss": loss.detach()}
+
+    def finish(self):
+        self.model.prior_fitted = True
+
+
+class PriorFitStage(Stage):
+    """A prior that fits itself (EM) to the frozen encoder's latents, once."""
+
+    name = "prior"
+
+    def run(self) -> list[dict[str, float]]:
+        latents, labels = self.trainer.latents()
+        self.model.prior.train()
+        with torch.no_grad():
+            history = self.model.prior.fit(latents, self.trainer.data.context(labels))
+        self.model.prior_fitted = True
+        return history
+
+
+STAGES = {"gradient": PriorGradientStage, "fit": PriorFitStage}
 
 
 class Trainer:
-    """Runs every stage of ``model`` on ``data``, resuming from ``checkpoint_path`` if asked."""
+    """Runs every declared stage of ``model`` on ``data``, resuming from ``checkpoint_path`` if
+    asked. ``forward`` is what computes the terms: the model, or a DDP / compiled wrapper of it."""
 
-    def __init__(
-        self,
-        model: VAE,
-        data: Dataset,
-        config: TrainConfig,
-        objective: ObjectiveConfig,
-        checkpoint_path: Path,
-        run_config: dict[str, Any],
-        progress: bool = True,
-    ):
+    def __init__(self, model: VAE, data: Dataset, config: TrainConfig, objective: ObjectiveConfig,
+                 checkpoint_path: Path, progress: bool = True):
         self.model, self.data, self.config, self.objective = model, data, config, objective
-        self.path, self.run_config, self.progress = checkpoint_path, run_config, progress
+        self.path, self.progress = checkpoint_path, progress
         self.device = next(model.parameters()).device
         if self.device.type == "cuda":
             model.to(memory_format=torch.channels_last)
-        if config.compile:
-            compile_parts(model)
+        self.forward = torch.compile(model) if config.compile else model
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.train_x = data.train.to(self.device)  # small sets live on the device: no loader
-        self.reports: dict[int, StageReport] = {}
+        self.train_labels = data.train_labels.to(self.device) if data.spec.classes else None
+        self.stages = [AutoencoderStage(self)]
+        if model.combo.fitting != "joint":
+            self.stages.append(STAGES[model.combo.fitting](self))
+        self.reports = {stage.name: StageReport(stage.name) for stage in self.stages}
+        self.fit_history: list[dict[str, float]] = []
 
     def run(self, resume: bool = False) -> list[StageReport]:
-        stages = self.model.combo.stages()
-        start_stage, start_epoch, opt_state = stages[0], 0, None
+        start, epoch, opt_state = 0, 0, None
         if resume and self.path.is_file():
-            start_stage, start_epoch, opt_state = self._restore(checkpoint.load(self.path))
-        for stage in stages:
-            if stage < start_stage:
+            start, epoch, opt_state = self._restore(checkpoint.load(self.path))
+        for index, stage in enumerate(self.stages):
+            if index < start:
                 continue
-            epoch = start_epoch if stage == start_stage else 0
-            self._train_stage(stage, epoch, opt_state if stage == start_stage else None)
-        return [self.reports.setdefault(s, StageReport(s)) for s in stages]
+            began = time.perf_counter()
+            if isinstance(stage, PriorFitStage):
+                if index > start or epoch == 0:
+                    self.fit_history = stage.run()
+                    self.reports[stage.name].seconds += time.perf_counter() - began
+                    self._save(index, 1, None)
+                continue
+            self._train(index, stage, epoch if index == start else 0, opt_state if index == start else None)
+        return list(self.reports.values())
 
     def _restore(self, payload: dict[str, Any]) -> tuple[int, int, dict | None]:
         if payload["canonical"] != self.model.combo.canonical:
@@ -123,81 +203,87 @@ class Trainer:
         self.model.load_state_dict(payload["model"])
         self.shuffle.set_state(payload["rng_shuffle"])
         torch.set_rng_state(payload["rng_torch"])
-        for stage, report in payload["reports"].items():
-            self.reports[int(stage)] = StageReport(int(stage), report["seconds"], report["images"])
+        for name, report in payload["reports"].items():
+            self.reports[name] = StageReport(name, report["seconds"], report["images"])
         return payload["stage"], payload["epoch"], payload["optimizer"]
 
-    def _save(self, stage: int, epoch: int, optimizer: torch.optim.Optimizer) -> None:
+    def _save(self, stage: int, epoch: int, optimizer: torch.optim.Optimizer | None) -> None:
         state = {
             "stage": stage,
             "epoch": epoch,
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "rng_shuffle": self.shuffle.get_state(),
             "rng_torch": torch.get_rng_state(),
-            "reports": {str(s): {"seconds": r.seconds, "images": r.images} for s, r in self.reports.items()},
+            "reports": {name: {"seconds": r.seconds, "images": r.images} for name, r in self.reports.items()},
         }
-        checkpoint.save(self.path, self.model, run_config=self.run_config, state=state)
+        checkpoint.save(self.path, self.model, state=state)
 
-    def _train_stage(self, stage: int, start_epoch: int, opt_state: dict | None) -> None:
-        model, cfg = self.model, self.config
-        epochs = cfg.stage_epochs(stage)
-        report = self.reports.setdefault(stage, StageReport(stage))
-        optimizer = torch.optim.Adam(model.stage_parameters(stage), lr=cfg.lr)
+    def _train(self, index: int, stage: Stage, start_epoch: int, opt_state: dict | None) -> None:
+        cfg = self.config
+        epochs = stage.epochs(cfg)
+        report = self.reports[stage.name]
+        optimizer = torch.optim.Adam(stage.parameters(), lr=cfg.lr)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
         if start_epoch >= epochs:
             return
         began = time.perf_counter()
-        inputs = self.train_x if stage == 1 else self._codes()
+        rows, labels = stage.inputs()
         report.seconds += time.perf_counter() - began
-        n, bs = inputs.shape[0], cfg.batch_size
+        n, bs = rows.shape[0], cfg.batch_size
         steps = math.ceil(n / bs)
-        bar = tqdm(
-            total=(epochs - start_epoch) * steps, desc=f"{model.combo.text} stage {stage}",
-            disable=not self.progress, file=sys.stderr, leave=False, unit="step",
-        )
+        bar = tqdm(total=(epochs - start_epoch) * steps, desc=f"{self.model.combo.text} {stage.name}",
+                   disable=not self.progress, file=sys.stderr, leave=False, unit="step")
         amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         for epoch in range(start_epoch, epochs):
             began = time.perf_counter()
-            model.train(stage == 1)
+            stage.train_mode()
             order = torch.randperm(n, generator=self.shuffle).to(self.device)
-            totals: dict[str, torch.Tensor] = {}
+            totals: dict[str, Tensor] = {}
             for i in range(steps):
-                batch = inputs[order[i * bs:(i + 1) * bs]]
+                idx = order[i * bs:(i + 1) * bs]
                 with amp:
-                    if stage == 1:
-                        progress = (epoch * steps + i) / (epochs * steps)
-                        x = self.data.to_model(batch, train=True)
-                        loss, stats = training_loss(model, x, self.objective, progress)
-                    else:
-                        loss = -model.prior.log_prob(batch).mean()
-                        stats = {"loss": loss.detach()}
+                    loss, stats = stage.step(rows[idx], None if labels is None else labels[idx],
+                                             (epoch * steps + i) / (epochs * steps))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 for key, value in stats.items():  # accumulated on the device: no sync per step
-                    totals[key] = totals.get(key, 0) + value.float() * batch.shape[0]
+                    totals[key] = totals.get(key, 0) + value.float() * idx.shape[0]
                 bar.update()
             means = {k: v.item() / n for k, v in totals.items()}  # one sync per epoch
             if not math.isfinite(means["loss"]):
                 bar.close()
                 raise TrainingDiverged(
-                    f"loss became {means['loss']} in stage {stage}, epoch {epoch + 1}; the last good "
+                    f"loss became {means['loss']} in the {stage.name} stage, epoch {epoch + 1}; the last good "
                     f"checkpoint is kept at {self.path}; lower --lr or check the data"
                 )
             report.seconds += time.perf_counter() - began
             report.images += n
-            report.stats = means
             bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
-            self._save(stage, epoch + 1, optimizer)
+            if epoch + 1 == epochs:
+                stage.finish()
+            self._save(index, epoch + 1, optimizer)
         bar.close()
 
     @torch.no_grad()
-    def _codes(self) -> torch.Tensor:
-        """The frozen encoder's latents for the whole training split, computed once."""
-        self.model.eval()
-        chunks = []
-        for i in range(0, self.train_x.shape[0], 512):
-            x = self.data.to_model(self.train_x[i:i + 512], train=False)
-            chunks.append(self.model.encoder(x).rsample(1)[0])
-        return torch.cat(chunks)
+    def latents(self) -> tuple[Tensor, Tensor | None]:
+        """The frozen encoder's latents for the whole training split, as the prior asks for
+        them (modes, or ``draws`` samples per image), with their labels; computed once."""
+        if not hasattr(self, "_latents"):
+            self.model.eval()
+            wanted = self.model.prior.fit_latents
+            chunks, label_chunks = [], []
+            for i in range(0, self.train_x.shape[0], 512):
+                labels = None if self.train_labels is None else self.train_labels[i:i + 512]
+                batch = self.data.batch(self.train_x[i:i + 512], labels, train=False)
+                posterior = self.model.encode(batch)
+                if wanted.source == "mode":
+                    chunks.append(posterior.mode())
+                    label_chunks.append(labels)
+                else:
+                    chunks.append(posterior.rsample(wanted.draws).flatten(0, 1))
+                    label_chunks.append(None if labels is None else labels.repeat(wanted.draws))
+            self._latents = (torch.cat(chunks), None if self.train_labels is None else torch.cat(label_chunks))
+        return self._latents
+

@@ -1,11 +1,13 @@
-"""Gaussian VAE parts: diagonal-Gaussian encoders, conv and MLP decoders, N(0, I) prior,
-and the Bernoulli, discretized-logistic-mixture and dequantized-Gaussian likelihoods."""
+"""Gaussian VAE parts: diagonal-Gaussian encoders, conv and MLP decoders, the N(0, I) prior
+(the core's, with its closed-form KL to the core's diagonal Gaussian), and the Bernoulli,
+discretized-logistic-mixture and dequantized-Gaussian likelihoods."""
 
-from vaereg import hookimpl
+from vaereg import StandardNormal, hookimpl
 from vaereg_gaussian.decoders import ConvDecoder, MLPDecoder
 from vaereg_gaussian.encoders import ConvGaussianEncoder, MLPGaussianEncoder
 from vaereg_gaussian.likelihoods import Bernoulli, DequantizedGaussian, DiscretizedLogistic
-from vaereg_gaussian.prior import StandardNormal
+
+VAEREG_PLUGIN_API = 2
 
 
 @hookimpl

@@ -1,19 +1,21 @@
-"""Decoders from a latent vector or map to the likelihood's parameter maps."""
+"""Decoders from a latent vector or map to the likelihood's parameter maps; a class label, when
+the model is conditioned on one, is added to the first hidden layer."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 from torch import Tensor, nn
 
-from vaereg import DataSpec, Decoder, LatentSpec
+from vaereg import Context, DataSpec, Decoder, LatentSpec, Range, context_bias
 from vaereg.nets import Reshape, UpStack, halvings, halvings_to
 
 
 @dataclass
 class DecoderConfig:
-    width: int = 64
+    width: Annotated[int, Range(1, 1024)] = 64
 
 
 class ConvDecoder(Decoder):
@@ -30,15 +32,16 @@ class ConvDecoder(Decoder):
         if latent.kind == "continuous" and len(latent.shape) == 1:
             sizes = halvings(data.height, data.width)
             h, w = sizes[-1]
-            stem = [nn.Linear(latent.shape[0], width * h * w), Reshape(width, h, w), nn.SiLU()]
+            self.stem = nn.Sequential(nn.Linear(latent.shape[0], width * h * w), Reshape(width, h, w))
         else:
             c_in = latent.embed_dim if latent.kind == "discrete" else latent.shape[0]
             sizes = halvings_to(data.height, data.width, tuple(latent.shape[-2:]))
-            stem = [nn.Conv2d(c_in, width, 3, padding=1), nn.SiLU()]
-        self.net = nn.Sequential(*stem, UpStack(width, out_channels, sizes))
+            self.stem = nn.Conv2d(c_in, width, 3, padding=1)
+        self.condition = context_bias(data, width)
+        self.net = nn.Sequential(nn.SiLU(), UpStack(width, out_channels, sizes))
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z)
+    def forward(self, z: Tensor, context: Context) -> Tensor:
+        return self.net(self.condition(self.stem(z), context))
 
 
 class MLPDecoder(Decoder):
@@ -50,14 +53,14 @@ class MLPDecoder(Decoder):
     def __init__(self, data: DataSpec, latent: LatentSpec, config: DecoderConfig, out_channels: int):
         super().__init__(data, latent, config, out_channels)
         hidden = config.width * 8
+        self.stem = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(latent.shape), hidden))
+        self.condition = context_bias(data, hidden)
         self.net = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(math.prod(latent.shape), hidden),
             nn.ReLU(),
             nn.Linear(hidden, hidden), nn.ReLU(),
             nn.Linear(hidden, out_channels * data.height * data.width),
             Reshape(out_channels, data.height, data.width),
         )
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z)
+    def forward(self, z: Tensor, context: Context) -> Tensor:
+        return self.net(self.condition(self.stem(z), context))

@@ -1,45 +1,36 @@
-"""Diagonal-Gaussian encoders q(z|x) = N(mu(x), diag sigma(x)^2) over a latent vector."""
+"""Diagonal-Gaussian encoders q(z | x, y) = N(mu, diag sigma^2) over a latent vector; a class
+label, when the model is conditioned on one, is added to the last hidden layer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-import torch
 from torch import Tensor, nn
 
-from vaereg import DataSpec, Encoder, LatentSpec, Posterior, continuous
-from vaereg.gaussian import normal_log_prob
+from vaereg import Context, DataSpec, DiagonalGaussian, Encoder, LatentSpec, Range, context_bias, continuous
 from vaereg.nets import DownStack, halvings
-
-
-class DiagonalGaussian(Posterior):
-    def __init__(self, mean: Tensor, log_std: Tensor):
-        self.mean, self.log_std = mean, log_std
-
-    def rsample(self, k: int) -> Tensor:
-        eps = torch.randn((k, *self.mean.shape), device=self.mean.device, dtype=self.mean.dtype)
-        return self.mean + eps * self.log_std.exp()
-
-    def log_prob(self, z: Tensor) -> Tensor:
-        return normal_log_prob(z, self.mean, self.log_std).flatten(2).sum(2)
 
 
 @dataclass
 class GaussianEncoderConfig:
-    latent_dim: int = 16
-    width: int = 64
+    latent_dim: Annotated[int, Range(1, 4096)] = 16
+    width: Annotated[int, Range(1, 1024)] = 64
 
 
 class _GaussianEncoder(Encoder):
     Config = GaussianEncoderConfig
-    produces = "continuous"
+    posterior = DiagonalGaussian
+    trunk: nn.Module
+    condition: nn.Module
+    head: nn.Linear
 
     @classmethod
     def latent_spec(cls, data: DataSpec, config: GaussianEncoderConfig) -> LatentSpec:
         return continuous(config.latent_dim)
 
-    def forward(self, x: Tensor) -> DiagonalGaussian:
-        mean, log_std = self.net(x).chunk(2, dim=1)
+    def forward(self, x: Tensor, context: Context) -> DiagonalGaussian:
+        mean, log_std = self.head(self.condition(self.trunk(x), context)).chunk(2, dim=1)
         return DiagonalGaussian(mean, log_std.clamp(-9.0, 5.0))
 
 
@@ -50,11 +41,9 @@ class ConvGaussianEncoder(_GaussianEncoder):
         super().__init__(data, latent, config)
         sizes = halvings(data.height, data.width)
         h, w = sizes[-1]
-        self.net = nn.Sequential(
-            DownStack(data.channels, config.width, sizes),
-            nn.Flatten(),
-            nn.Linear(config.width * h * w, 2 * config.latent_dim),
-        )
+        self.trunk = nn.Sequential(DownStack(data.channels, config.width, sizes), nn.Flatten())
+        self.condition = context_bias(data, config.width * h * w)
+        self.head = nn.Linear(config.width * h * w, 2 * config.latent_dim)
 
 
 class MLPGaussianEncoder(_GaussianEncoder):
@@ -63,9 +52,10 @@ class MLPGaussianEncoder(_GaussianEncoder):
     def __init__(self, data: DataSpec, latent: LatentSpec, config: GaussianEncoderConfig):
         super().__init__(data, latent, config)
         hidden = config.width * 8
-        self.net = nn.Sequential(
+        self.trunk = nn.Sequential(
             nn.Flatten(),
             nn.Linear(data.dims, hidden), nn.ReLU(),
             nn.Linear(hidden, hidden), nn.ReLU(),
-            nn.Linear(hidden, 2 * config.latent_dim),
         )
+        self.condition = context_bias(data, hidden)
+        self.head = nn.Linear(hidden, 2 * config.latent_dim)

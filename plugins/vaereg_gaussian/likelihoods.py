@@ -1,17 +1,19 @@
-"""Likelihoods normalised over the data's discrete levels."""
+"""Likelihoods normalised over the data's discrete intensities; the context reaches them through
+the decoder's parameters."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vaereg import DataSpec, LatentSpec, Likelihood, NoOptions
+from vaereg import Context, DataSpec, LatentSpec, Likelihood, NoOptions, Range
 from vaereg.gaussian import normal_log_prob
-from vaereg.parts import to_levels
+from vaereg.parts import intensity_index
 
 
 class Bernoulli(Likelihood):
@@ -23,9 +25,9 @@ class Bernoulli(Likelihood):
 
     @classmethod
     def misfit(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
-        if data.levels != 2:
+        if data.intensities != 2:
             return (
-                f"needs binary data (2 levels) but {data.describe()} has {data.levels}; "
+                f"needs binary data (2 intensities) but {data.describe()} has {data.intensities}; "
                 f"use dlogistic, or binarized data"
             )
         return super().misfit(data, latent, config)
@@ -33,30 +35,30 @@ class Bernoulli(Likelihood):
     def param_channels(self) -> int:
         return self.channels
 
-    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, params: Tensor, context: Context) -> Tensor:
         bce = F.binary_cross_entropy_with_logits(params.float(), x.float(), reduction="none")
         return -bce.flatten(1).sum(1)
 
-    def sample(self, params: Tensor) -> Tensor:
+    def sample(self, params: Tensor, context: Context) -> Tensor:
         return torch.bernoulli(torch.sigmoid(params.float()))
 
 
 @dataclass
 class LogisticMixtureConfig:
-    mixtures: int = 5
+    mixtures: Annotated[int, Range(1, 64)] = 5
 
 
 class DiscretizedLogistic(Likelihood):
-    """A mixture of logistics per channel, discretized over the data's levels
-    (Salimans et al. 2017, PixelCNN++). Level k of L is the bin of width 2/(L-1) centred on
+    """A mixture of logistics per channel, discretized over the data's intensities
+    (Salimans et al. 2017, PixelCNN++). Intensity k of L is the bin of width 2/(L-1) centred on
     2k/(L-1) - 1; the first and last bins extend to -inf and +inf, so the masses telescope to
-    exactly 1. Edges are picked by integer level, never by comparing floats to +-0.999."""
+    exactly 1. Edges are picked by integer intensity, never by comparing floats to +-0.999."""
 
     Config = LogisticMixtureConfig
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: LogisticMixtureConfig):
         super().__init__(data, latent, config)
-        self.channels, self.levels, self.mixtures = data.channels, data.levels, config.mixtures
+        self.channels, self.intensities, self.mixtures = data.channels, data.intensities, config.mixtures
 
     def param_channels(self) -> int:
         return 3 * self.mixtures * self.channels
@@ -66,10 +68,10 @@ class DiscretizedLogistic(Likelihood):
         logits, means, log_scales = params.float().view(n, 3, self.channels, self.mixtures, h, w).unbind(1)
         return logits, means, log_scales.clamp(min=-7.0)
 
-    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, params: Tensor, context: Context) -> Tensor:
         logits, means, log_scales = self._split(params)
-        k = to_levels(x, self.levels).unsqueeze(2)  # [N, C, 1, H, W]
-        half = 1.0 / (self.levels - 1)
+        k = intensity_index(x, self.intensities).unsqueeze(2)  # [N, C, 1, H, W]
+        half = 1.0 / (self.intensities - 1)
         centre = 2 * half * k - 1
         inv_s = torch.exp(-log_scales)
         plus = (centre + half - means) * inv_s
@@ -77,20 +79,20 @@ class DiscretizedLogistic(Likelihood):
         # log(sigmoid(a) - sigmoid(b)) = logsig(a) + logsig(-b) + log(1 - e^(b - a)), stable for a > b
         interior = F.logsigmoid(plus) + F.logsigmoid(-minus) + torch.log(-torch.expm1(minus - plus))
         log_p = torch.where(
-            k == 0, F.logsigmoid(plus), torch.where(k == self.levels - 1, F.logsigmoid(-minus), interior)
+            k == 0, F.logsigmoid(plus), torch.where(k == self.intensities - 1, F.logsigmoid(-minus), interior)
         )
         mixed = torch.logsumexp(log_p + F.log_softmax(logits, dim=2), dim=2)
         return mixed.flatten(1).sum(1)
 
-    def sample(self, params: Tensor) -> Tensor:
+    def sample(self, params: Tensor, context: Context) -> Tensor:
         logits, means, log_scales = self._split(params)
         pick = F.one_hot(torch.distributions.Categorical(logits=logits.movedim(2, -1)).sample(), self.mixtures)
         pick = pick.movedim(-1, 2).float()
         mean, log_scale = (means * pick).sum(2), (log_scales * pick).sum(2)
         u = torch.rand_like(mean).clamp(1e-5, 1 - 1e-5)
         y = mean + log_scale.exp() * (torch.log(u) - torch.log1p(-u))
-        k = torch.round((y + 1) / 2 * (self.levels - 1)).clamp(0, self.levels - 1)
-        return k / (self.levels - 1)
+        k = torch.round((y + 1) / 2 * (self.intensities - 1)).clamp(0, self.intensities - 1)
+        return k / (self.intensities - 1)
 
 
 class DequantizedGaussian(Likelihood):
@@ -100,19 +102,19 @@ class DequantizedGaussian(Likelihood):
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: NoOptions):
         super().__init__(data, latent, config)
-        self.channels, self.levels = data.channels, data.levels
+        self.channels, self.intensities = data.channels, data.intensities
 
     def param_channels(self) -> int:
         return 2 * self.channels
 
-    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, params: Tensor, context: Context) -> Tensor:
         mean, log_std = params.float().chunk(2, dim=1)
         log_std = log_std.clamp(-7.0, 2.0)
-        y = (to_levels(x, self.levels) + torch.rand_like(mean)) / self.levels
-        return (normal_log_prob(y, mean, log_std) - math.log(self.levels)).flatten(1).sum(1)
+        y = (intensity_index(x, self.intensities) + torch.rand_like(mean)) / self.intensities
+        return (normal_log_prob(y, mean, log_std) - math.log(self.intensities)).flatten(1).sum(1)
 
-    def sample(self, params: Tensor) -> Tensor:
+    def sample(self, params: Tensor, context: Context) -> Tensor:
         mean, log_std = params.float().chunk(2, dim=1)
         y = mean + log_std.clamp(-7.0, 2.0).exp() * torch.randn_like(mean)
-        k = torch.floor(y * self.levels).clamp(0, self.levels - 1)
-        return k / (self.levels - 1)
+        k = torch.floor(y * self.intensities).clamp(0, self.intensities - 1)
+        return k / (self.intensities - 1)

@@ -1,8 +1,11 @@
 """Hierarchical parts: a ladder VAE (Markov Gaussian hierarchy) and two-level VQ-VAE-2 codes."""
 
 from vaereg import hookimpl
-from vaereg_hierarchical.ladder import LadderEncoder
+from vaereg.topdown import TopDownPosterior, walk_kl
+from vaereg_hierarchical.ladder import LadderEncoder, LadderPrior
 from vaereg_hierarchical.vq2 import VQ2Decoder, VQ2Encoder
+
+VAEREG_PLUGIN_API = 2
 
 
 @hookimpl
@@ -10,6 +13,11 @@ def register_parts(register):
     register("hierarchical", LadderEncoder)
     register("vq2", VQ2Encoder)
     register("vq2", VQ2Decoder)
+
+
+@hookimpl
+def register_kl(register):
+    register(TopDownPosterior, LadderPrior, walk_kl)
 
 
 @hookimpl

@@ -8,20 +8,25 @@ Gaussian (mu_hat, sigma_hat) per level, and the posterior merges it with the top
 - ``precision``: LVAE's precision weighting, sigma_q^-2 = sigma_hat^-2 + sigma_p^-2 and
   mu_q = sigma_q^2 (mu_hat sigma_hat^-2 + mu_p sigma_p^-2). On digits without KL warm-up it
   lets the prior capture the posterior early (every level's KL near 0); with warm-up it trains.
+
+Conditioned on a class label y, the top-down state carries a learned embedding of y beside z_l,
+so p(z_L | y), every p(z_{l-1} | z_l, y) and the decoder see it; the bottom-up tower adds it
+to its features.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import torch
 from torch import Tensor, nn
 
-from vaereg import DataSpec, LatentSpec, continuous
+from vaereg import Context, DataSpec, LatentSpec, Range, context_bias, continuous
 from vaereg.gaussian import gaussian_kl
 from vaereg.nets import DownStack, Reshape, UpStack, halvings
 from vaereg.specs import hierarchy
-from vaereg.topdown import Level, TopDownEncoder, TopDownPrior
+from vaereg.topdown import Level, StateDecoder, TopDownEncoder, TopDownPrior
 
 
 @dataclass
@@ -30,16 +35,10 @@ class LadderConfig:
     as many (at least 2). ``width``: channels of the convolutions; MLPs between levels use
     ``4 * width`` units."""
 
-    levels: int = 2
-    latent_dim: int = 16
-    width: int = 64
-    merge: str = "residual"
-
-    def __post_init__(self) -> None:
-        if self.levels < 1 or self.latent_dim < 1 or self.width < 1:
-            raise ValueError("levels, latent_dim and width must be positive")
-        if self.merge not in MERGES:
-            raise ValueError(f"merge must be one of {', '.join(MERGES)}, not {self.merge!r}")
+    levels: Annotated[int, Range(1, 16)] = 2
+    latent_dim: Annotated[int, Range(1, 4096)] = 16
+    width: Annotated[int, Range(1, 1024)] = 64
+    merge: Literal["residual", "precision"] = "residual"
 
     def dims(self) -> list[int]:
         return [max(2, self.latent_dim >> level) for level in range(self.levels)]
@@ -70,19 +69,28 @@ MERGES = {"residual": residual, "precision": precision_weighted}
 
 
 class LadderPrior(TopDownPrior):
-    """N(0, I) at the top; below, each level's mean and log sigma are an MLP of the level above."""
+    """N(0, I) at the top (a learned Gaussian per class when conditioned on a label); below,
+    each level's mean and log sigma are an MLP of the level above (and the label)."""
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: LadderConfig):
         super().__init__(data, latent, config)
         dims, hidden = config.dims(), 4 * config.width
         self.merge = MERGES[config.merge]
-        self.conditionals = nn.ModuleList(mlp(dims[i + 1], hidden, 2 * dims[i]) for i in range(len(dims) - 1))
+        self.label_dim = config.width if data.classes else 0
+        self.label = nn.Embedding(data.classes, self.label_dim) if data.classes else None
+        self.top = nn.Linear(self.label_dim, 2 * dims[-1]) if data.classes else None
+        self.conditionals = nn.ModuleList(mlp(dims[i + 1] + self.label_dim, hidden, 2 * dims[i])
+                                          for i in range(len(dims) - 1))
 
-    def start(self, n: int) -> Tensor:
-        return self.anchor.new_zeros(n, 0)
+    def start(self, n: int, context: Context) -> Tensor:
+        if self.label is None:
+            return self.anchor.new_zeros(n, 0)
+        return self.label(context.label)
 
     def prior(self, level: int, state: Tensor) -> Level:
         if level == len(self.latent.levels) - 1:
+            if self.top is not None:
+                return split_gaussian(self.top(state))
             zeros = state.new_zeros(state.shape[0], self.latent.levels[level].size)
             return Level(zeros, zeros)
         return split_gaussian(self.conditionals[level](state))
@@ -92,7 +100,8 @@ class LadderPrior(TopDownPrior):
         return q, gaussian_kl(q.mean, q.log_std, prior.mean, prior.log_std)
 
     def absorb(self, level: int, state: Tensor, z: Tensor) -> Tensor:
-        return z  # Markov: the level below depends on z_l alone
+        # Markov: the level below depends on z_l alone (and the label the state carries last)
+        return torch.cat([z, state[:, state.shape[1] - self.label_dim:]], 1)
 
 
 class LadderEncoder(TopDownEncoder):
@@ -100,6 +109,7 @@ class LadderEncoder(TopDownEncoder):
     prior, and a conv decoder from z_1."""
 
     Config = LadderConfig
+    prior_type = LadderPrior
 
     @classmethod
     def latent_spec(cls, data: DataSpec, config: LadderConfig) -> LatentSpec:
@@ -110,18 +120,18 @@ class LadderEncoder(TopDownEncoder):
         dims, width, hidden = config.dims(), config.width, 4 * config.width
         sizes = halvings(data.height, data.width)
         h, w = sizes[-1]
-        self.trunk = nn.Sequential(
-            DownStack(data.channels, width, sizes), nn.Flatten(), nn.Linear(width * h * w, hidden), nn.SiLU()
-        )
+        self.trunk = nn.Sequential(DownStack(data.channels, width, sizes), nn.Flatten(), nn.Linear(width * h * w, hidden))
+        self.condition = context_bias(data, hidden)
         self.up = nn.ModuleList(nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU()) for _ in dims[1:])
         self.proposals = nn.ModuleList(nn.Linear(hidden, 2 * d) for d in dims)
         self.prior = LadderPrior(data, latent, config)
-        self.decoder = nn.Sequential(
-            nn.Linear(dims[0], width * h * w), Reshape(width, h, w), nn.SiLU(), UpStack(width, out_channels, sizes)
-        )
+        self.decoder = StateDecoder(nn.Sequential(
+            nn.Linear(dims[0] + self.prior.label_dim, width * h * w), Reshape(width, h, w), nn.SiLU(),
+            UpStack(width, out_channels, sizes),
+        ))
 
-    def bottom_up(self, x: Tensor) -> list[Tensor]:
-        d = self.trunk(x)
+    def bottom_up(self, x: Tensor, context: Context) -> list[Tensor]:
+        d = nn.functional.silu(self.condition(self.trunk(x), context))
         features = [self.proposals[0](d)]
         for up, proposal in zip(self.up, self.proposals[1:], strict=True):
             d = up(d)

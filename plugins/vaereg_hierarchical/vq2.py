@@ -8,11 +8,12 @@ receives is ``[N, embed_dim, positions]``: each level's code vectors, joined the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from torch import Tensor, nn
 
-from vaereg import DataSpec, Decoder, Encoder, LatentSpec, discrete
+from vaereg import Context, DataSpec, Decoder, Encoder, LatentSpec, Range, context_bias, discrete
 from vaereg.codes import QuantizedPosterior, Quantizer
 from vaereg.nets import DownStack, UpStack, halvings, halvings_to
 from vaereg.specs import hierarchy
@@ -23,14 +24,14 @@ class VQ2Config:
     """The bottom map is the image halved until at most 4x4, the top map one halving more;
     each level has its own EMA codebook of ``codes`` codes."""
 
-    codes: int = 32
-    embed_dim: int = 16
-    width: int = 64
-    commitment: float = 0.25
+    codes: Annotated[int, Range(2, 65536)] = 32
+    embed_dim: Annotated[int, Range(1, 1024)] = 16
+    width: Annotated[int, Range(1, 1024)] = 64
+    commitment: Annotated[float, Range(0, 1e3)] = 0.25
     ema: bool = True
-    decay: float = 0.99
-    epsilon: float = 1e-5
-    restart_below: float = 0.01
+    decay: Annotated[float, Range(0, 1)] = 0.99
+    epsilon: Annotated[float, Range(0, 1, open_low=True)] = 1e-5
+    restart_below: Annotated[float, Range(0, 1e6)] = 0.01
 
 
 def grids(data: DataSpec) -> list[tuple[int, int]]:
@@ -47,7 +48,7 @@ class VQ2Encoder(Encoder):
     quantized first, decoded back to the bottom grid and joined with the bottom features."""
 
     Config = VQ2Config
-    produces = "hierarchical"
+    posterior = QuantizedPosterior
 
     @classmethod
     def latent_spec(cls, data: DataSpec, config: VQ2Config) -> LatentSpec:
@@ -61,6 +62,7 @@ class VQ2Encoder(Encoder):
         sizes = grids(data)
         width, dim = config.width, config.embed_dim
         self.bottom_up = DownStack(data.channels, width, sizes[:-1])
+        self.condition = context_bias(data, width)
         self.to_top = nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1), nn.SiLU(),
                                     nn.Conv2d(width, dim, 1))
         self.top_to_bottom = nn.Sequential(nn.Upsample(size=sizes[-2]), nn.Conv2d(dim, width, 3, padding=1), nn.SiLU())
@@ -71,23 +73,23 @@ class VQ2Encoder(Encoder):
             for _ in range(2)
         )
 
-    def forward(self, x: Tensor) -> QuantizedPosterior:
+    def forward(self, x: Tensor, context: Context) -> QuantizedPosterior:
         bottom, top = self.quantizers
-        h = self.bottom_up(x)
+        h = self.condition(self.bottom_up(x), context)
         z_top = self.to_top(h)
-        codes_top, e_top = top.quantize(z_top, update=self.training)
+        top_indices, e_top = top.quantize(z_top, update=self.training)
         z_bottom = self.to_bottom(torch.cat([h, self.top_to_bottom(e_top)], 1))
-        codes_bottom, e_bottom = bottom.quantize(z_bottom, update=self.training)
-        return QuantizedPosterior(self.latent, [z_bottom, z_top], [codes_bottom, codes_top], [e_bottom, e_top],
+        bottom_indices, e_bottom = bottom.quantize(z_bottom, update=self.training)
+        return QuantizedPosterior(self.latent, [z_bottom, z_top], [bottom_indices, top_indices], [e_bottom, e_top],
                                   commitment=self.config.commitment, codebook_loss=not self.config.ema)
 
-    def embed(self, z: Tensor) -> Tensor:
+    def embed(self, z: Tensor, context: Context) -> Tensor:
         return self.latent.join([q.lookup(c) for q, c in zip(self.quantizers, self.latent.split(z), strict=True)])
 
 
 @dataclass
 class VQ2DecoderConfig:
-    width: int = 64
+    width: Annotated[int, Range(1, 1024)] = 64
 
 
 class VQ2Decoder(Decoder):
@@ -110,11 +112,11 @@ class VQ2Decoder(Decoder):
         width = config.width
         self.top = nn.Sequential(nn.Upsample(size=bottom.shape), nn.Conv2d(top.embed_dim, width, 3, padding=1),
                                  nn.SiLU())
-        self.net = nn.Sequential(
-            nn.Conv2d(bottom.embed_dim + width, width, 3, padding=1), nn.SiLU(),
-            UpStack(width, out_channels, halvings_to(data.height, data.width, bottom.shape)),
-        )
+        self.stem = nn.Conv2d(bottom.embed_dim + width, width, 3, padding=1)
+        self.condition = context_bias(data, width)
+        self.net = nn.Sequential(nn.SiLU(), UpStack(width, out_channels, halvings_to(data.height, data.width,
+                                                                                   bottom.shape)))
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, context: Context) -> Tensor:
         bottom, top = self.latent.split(z)
-        return self.net(torch.cat([bottom, self.top(top)], 1))
+        return self.net(self.condition(self.stem(torch.cat([bottom, self.top(top)], 1)), context))

@@ -1,12 +1,20 @@
 """NVAE parts: one coupled module fills the encoder, prior and decoder slots."""
 
 from vaereg import hookimpl
-from vaereg_nvae.model import NVAEEncoder
+from vaereg.topdown import walk_kl
+from vaereg_nvae.model import NVAEEncoder, NVAEPosterior, NVAEPrior
+
+VAEREG_PLUGIN_API = 2
 
 
 @hookimpl
 def register_parts(register):
     register("nvae", NVAEEncoder)
+
+
+@hookimpl
+def register_kl(register):
+    register(NVAEPosterior, NVAEPrior, walk_kl)
 
 
 @hookimpl

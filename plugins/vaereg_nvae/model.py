@@ -10,21 +10,23 @@ is residual to it, q(z_l | x, z_{>l}) = N(mu_p + dmu, sigma_p * dsigma), so that
 z_l is merged into the state by a 1x1 convolution and a decoder cell; the decoder head
 upsamples the final state to the image. Spectral regularisation of every layer is the
 encoder's training-only loss; the objective defaults to KL warm-up over 30% of training
-with KL balancing while warming up.
+with KL balancing while warming up. Conditioned on a class label, a learned bias per class
+enters the bottom-up stem and the top-down start, and the top group's prior is computed from
+that start instead of N(0, I).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from vaereg import DataSpec, LatentSpec, continuous
+from vaereg import Context, DataSpec, LatentSpec, Range, context_bias, continuous
 from vaereg.nets import UpStack, halvings, halvings_to
 from vaereg.specs import hierarchy
-from vaereg.topdown import Level, TopDownEncoder, TopDownPosterior, TopDownPrior
+from vaereg.topdown import Level, StateDecoder, TopDownEncoder, TopDownPosterior, TopDownPrior
 from vaereg_nvae.cells import DecoderCell, EncoderCell
 from vaereg_nvae.spectral import SpectralNorms
 
@@ -35,15 +37,11 @@ class NVAEConfig:
     too small); ``groups`` latent groups per scale, each a map of ``latent_channels``;
     ``spectral``: weight of the summed largest singular values in the loss."""
 
-    width: int = 32
-    scales: int = 2
-    groups: int = 2
-    latent_channels: int = 4
-    spectral: float = 0.01
-
-    def __post_init__(self) -> None:
-        if min(self.width, self.scales, self.groups, self.latent_channels) < 1 or self.spectral < 0:
-            raise ValueError("width, scales, groups and latent_channels must be positive, spectral >= 0")
+    width: Annotated[int, Range(1, 512)] = 32
+    scales: Annotated[int, Range(1, 8)] = 2
+    groups: Annotated[int, Range(1, 16)] = 2
+    latent_channels: Annotated[int, Range(1, 256)] = 4
+    spectral: Annotated[float, Range(0, 1e3)] = 0.01
 
 
 def scale_sizes(data: DataSpec, config: NVAEConfig) -> list[tuple[int, int]]:
@@ -67,8 +65,11 @@ class NVAEPrior(TopDownPrior):
         width, c = config.width, config.latent_channels
         sizes = [level.shape[1:] for level in latent.levels]
         self.initial = nn.Parameter(torch.zeros(1, width, *sizes[-1]))
+        self.condition = context_bias(data, width)
+        # the top group's prior is N(0, I), or learned from the label-biased start when conditioned
+        heads = len(sizes) if data.classes else len(sizes) - 1
         self.priors = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Conv2d(width, 2 * c, 3, padding=1))
-                                    for _ in sizes[:-1])
+                                    for _ in range(heads))
         self.posteriors = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Conv2d(2 * width, 2 * c, 3, padding=1))
                                         for _ in sizes)
         self.merges = nn.ModuleList(nn.Conv2d(width + c, width, 1) for _ in sizes)
@@ -79,11 +80,11 @@ class NVAEPrior(TopDownPrior):
             for below, here in zip([sizes[0], *sizes[:-1]], sizes, strict=True)
         )
 
-    def start(self, n: int) -> Tensor:
-        return self.initial.expand(n, -1, -1, -1)
+    def start(self, n: int, context: Context) -> Tensor:
+        return self.condition(self.initial.expand(n, -1, -1, -1), context)
 
     def prior(self, level: int, state: Tensor) -> Level:
-        if level == len(self.latent.levels) - 1:
+        if level == len(self.priors):
             zeros = state.new_zeros(state.shape[0], *self.latent.levels[level].shape)
             return Level(zeros, zeros)
         mean, log_std = self.priors[level](state).chunk(2, dim=1)
@@ -101,8 +102,8 @@ class NVAEPrior(TopDownPrior):
 
 
 class NVAEPosterior(TopDownPosterior):
-    def __init__(self, encoder: NVAEEncoder, features: list[Tensor]):
-        super().__init__(encoder.prior, features)
+    def __init__(self, encoder: NVAEEncoder, features: list[Tensor], context: Context):
+        super().__init__(encoder.prior, features, context)
         self.encoder = encoder
 
     def aux_loss(self) -> Tensor:
@@ -116,6 +117,8 @@ class NVAEEncoder(TopDownEncoder):
     and decoder; groups of latent maps per scale, sized from the image."""
 
     Config = NVAEConfig
+    posterior = NVAEPosterior
+    prior_type = NVAEPrior
     objective: ClassVar[dict[str, object]] = {"warmup": 0.3, "kl_balance": True}
 
     @classmethod
@@ -128,6 +131,7 @@ class NVAEEncoder(TopDownEncoder):
         self.config = config
         width, sizes = config.width, scale_sizes(data, config)
         self.stem = nn.Conv2d(data.channels, width, 3, padding=1)
+        self.condition = context_bias(data, width)
         self.down = nn.ModuleList(
             nn.Sequential(nn.SiLU(), nn.Conv2d(width, width, 3, stride=2, padding=1)) for _ in sizes
         )
@@ -136,13 +140,13 @@ class NVAEEncoder(TopDownEncoder):
         )
         self.prior = NVAEPrior(data, latent, config)
         finest = sizes[0]
-        self.decoder = nn.Sequential(
+        self.decoder = StateDecoder(nn.Sequential(
             DecoderCell(width), nn.SiLU(), UpStack(width, out_channels, halvings_to(data.height, data.width, finest))
-        )
+        ))
         self.spectral = SpectralNorms(self)
 
-    def bottom_up(self, x: Tensor) -> list[Tensor]:
-        h = self.stem(2 * x - 1)
+    def bottom_up(self, x: Tensor, context: Context) -> list[Tensor]:
+        h = self.condition(self.stem(2 * x - 1), context)
         features = []
         for down, cells in zip(self.down, self.cells, strict=True):
             h = down(h)
@@ -151,5 +155,5 @@ class NVAEEncoder(TopDownEncoder):
                 features.append(h)
         return features
 
-    def forward(self, x: Tensor) -> NVAEPosterior:
-        return NVAEPosterior(self, self.bottom_up(x))
+    def forward(self, x: Tensor, context: Context) -> NVAEPosterior:
+        return NVAEPosterior(self, self.bottom_up(x, context), context)

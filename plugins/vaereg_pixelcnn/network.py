@@ -12,7 +12,8 @@ from the positions before it. Two stacks per layer:
   ``(i, j)`` through a 1x1 link. Together they cover every earlier position: no blind spot.
 
 Gates are ``tanh(a) * sigmoid(b)``; a conditioning map (decoder features, another code map)
-enters every gate through a 1x1 convolution.
+enters every gate through a 1x1 convolution, and a class label through a learned bias per
+layer (the paper's class-conditional PixelCNN, V^T h with h one-hot).
 """
 
 from __future__ import annotations
@@ -70,11 +71,13 @@ class GatedLayer(nn.Module):
 class GatedPixelCNN(nn.Module):
     """Logits ``[N, C, values, H, W]`` for a grid ``[N, C, H, W]`` of integers in ``[0, values)``."""
 
-    def __init__(self, values: int, channels: int, cond_channels: int, width: int, layers: int, kernel: int):
+    def __init__(self, values: int, channels: int, cond_channels: int, width: int, layers: int, kernel: int,
+                 classes: int = 0):
         super().__init__()
         if kernel < 2 or layers < 1:
             raise ValueError("a PixelCNN needs kernel >= 2 and layers >= 1")
         self.values, self.channels = values, channels
+        self.label_bias = nn.ModuleList(nn.Embedding(classes, 4 * width) for _ in range(layers)) if classes else None
         self.embed = nn.Embedding(channels * values, width)
         self.register_buffer("offsets", torch.arange(channels).view(1, channels, 1, 1) * values, persistent=False)
         self.layers = nn.ModuleList(GatedLayer(width, kernel, cond_channels, first=i == 0) for i in range(layers))
@@ -86,13 +89,23 @@ class GatedPixelCNN(nn.Module):
         """Sum of one embedding per channel: ``[N, C, H, W] -> [N, width, H, W]``."""
         return self.embed(x + self.offsets).sum(1).movedim(-1, 1)
 
-    def conditions(self, cond: Tensor | None) -> list[Tensor | None]:
-        return [layer.cond(cond) if cond is not None else None for layer in self.layers]
+    def conditions(self, cond: Tensor | None, label: Tensor | None, size: tuple[int, int]) -> list[Tensor | None]:
+        """Each layer's gate bias ``[N, 4 * width, H, W]`` from the map ``cond`` and the ``label``."""
+        out = []
+        for i, layer in enumerate(self.layers):
+            c = layer.cond(cond) if cond is not None else None
+            if self.label_bias is not None:
+                if label is None:
+                    raise ValueError("this PixelCNN is class-conditional: give a label")
+                b = self.label_bias[i](label)[:, :, None, None]
+                c = b.expand(-1, -1, *size) if c is None else c + b
+            out.append(c)
+        return out
 
-    def trunk(self, e: Tensor, cond: Tensor | None = None) -> Tensor:
+    def trunk(self, e: Tensor, cond: Tensor | None = None, label: Tensor | None = None) -> Tensor:
         """Logits from an embedded grid ``e`` (exposed so tests can differentiate through it)."""
         v = h = e
-        for layer, c in zip(self.layers, self.conditions(cond), strict=True):
+        for layer, c in zip(self.layers, self.conditions(cond, label, e.shape[2:]), strict=True):
             v, h = layer(v, h, c)
         return self._logits(h)
 
@@ -100,16 +113,17 @@ class GatedPixelCNN(nn.Module):
         n, _, height, width = h.shape
         return self.head(h).view(n, self.channels, self.values, height, width).float()
 
-    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
-        return self.trunk(self.embed_input(x), cond)
+    def forward(self, x: Tensor, cond: Tensor | None = None, label: Tensor | None = None) -> Tensor:
+        return self.trunk(self.embed_input(x), cond, label)
 
-    def log_prob(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+    def log_prob(self, x: Tensor, cond: Tensor | None = None, label: Tensor | None = None) -> Tensor:
         """log p(x) summed over the grid: ``[N]``."""
-        logits = self(x, cond)
+        logits = self(x, cond, label)
         return logits.log_softmax(2).gather(2, x.unsqueeze(2)).flatten(1).sum(1)
 
     @torch.no_grad()
-    def sample(self, n: int, height: int, width: int, cond: Tensor | None = None, *, fast: bool = True) -> Tensor:
+    def sample(self, n: int, height: int, width: int, cond: Tensor | None = None, label: Tensor | None = None, *,
+               fast: bool = True) -> Tensor:
         """Ancestral sampling in raster order. Gumbel noise for every position is drawn up front
         (from the global generator), so the fast and the naive sampler draw the same sample."""
         device = self.embed.weight.device
@@ -119,17 +133,17 @@ class GatedPixelCNN(nn.Module):
         if not fast:
             for i in range(height):
                 for j in range(width):
-                    logits = self(x, cond)[..., i, j]
+                    logits = self(x, cond, label)[..., i, j]
                     x[:, :, i, j] = (logits + gumbel[..., i, j]).argmax(2)
             return x
-        return self._sample_cached(x, gumbel, cond)
+        return self._sample_cached(x, gumbel, cond, label)
 
-    def _sample_cached(self, x: Tensor, gumbel: Tensor, cond: Tensor | None) -> Tensor:
+    def _sample_cached(self, x: Tensor, gumbel: Tensor, cond: Tensor | None, label: Tensor | None) -> Tensor:
         """Per row, the vertical stacks of every layer (they see only rows above); per position,
         one column of each horizontal stack. Activations of earlier positions are kept."""
         n, _, height, width = x.shape
         e = self.embed_input(x)  # filled in as positions are drawn
-        conds = self.conditions(cond)
+        conds = self.conditions(cond, label, (height, width))
         v_in = [e] + [torch.zeros_like(e) for _ in self.layers]
         h_in = [e] + [torch.zeros_like(e) for _ in self.layers]
         v_pre = [None] * len(self.layers)

@@ -1,29 +1,31 @@
-"""The PixelCNN in its two roles: a prior over a discrete code map, fitted after the
-autoencoder, and an autoregressive likelihood over pixels conditioned on decoder features
-(PixelVAE, Gulrajani et al. 2017)."""
+"""The PixelCNN in its two roles: a prior over discrete code maps, fitted by gradient on the
+frozen encoder's codes after the autoencoder, and an autoregressive likelihood over pixels
+conditioned on decoder features (PixelVAE, Gulrajani et al. 2017). Both take a class label
+when the model is conditioned on one."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaereg import DataSpec, LatentSpec, Likelihood, Prior
-from vaereg.parts import FitsCodes, to_levels
+from vaereg import Context, DataSpec, LatentSpec, Likelihood, Prior, Range
+from vaereg.parts import FitsCodes, intensity_index
 from vaereg_pixelcnn.network import GatedPixelCNN
 
 
 @dataclass
 class PixelCNNConfig:
-    width: int = 32
-    layers: int = 5
-    kernel: int = 3
+    width: Annotated[int, Range(1, 512)] = 32
+    layers: Annotated[int, Range(1, 64)] = 5
+    kernel: Annotated[int, Range(2, 15)] = 3
 
 
 @dataclass
 class PixelCNNLikelihoodConfig(PixelCNNConfig):
-    features: int = 32  # channels of decoder features conditioning every gate
+    features: Annotated[int, Range(1, 512)] = 32  # channels of decoder features conditioning every gate
 
 
 class PixelCNNPrior(FitsCodes, Prior):
@@ -33,7 +35,7 @@ class PixelCNNPrior(FitsCodes, Prior):
     p(z) = p(z_L) prod_l p(z_l | z_{l+1})."""
 
     Config = PixelCNNConfig
-    stage = 2
+    fitting = "gradient"
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: PixelCNNConfig):
         super().__init__(data, latent, config)
@@ -41,7 +43,7 @@ class PixelCNNPrior(FitsCodes, Prior):
         cond = config.width
         self.nets = nn.ModuleList(
             GatedPixelCNN(level.codes, 1, cond if i < len(self.levels) - 1 else 0, config.width, config.layers,
-                          config.kernel)
+                          config.kernel, data.classes)
             for i, level in enumerate(self.levels)
         )
         self.conditions = nn.ModuleList(nn.Embedding(above.codes, cond) for above in self.levels[1:])
@@ -53,37 +55,41 @@ class PixelCNNPrior(FitsCodes, Prior):
         above = self.conditions[i](maps[i + 1]).movedim(-1, 1)
         return F.interpolate(above, size=self.levels[i].shape, mode="nearest")
 
-    def log_prob(self, z: Tensor) -> Tensor:
+    def log_prob(self, z: Tensor, context: Context) -> Tensor:
         maps = self.latent.split(z)
-        return sum(net.log_prob(m.unsqueeze(1), self._condition(i, maps))
+        return sum(net.log_prob(m.unsqueeze(1), self._condition(i, maps), context.label)
                    for i, (net, m) in enumerate(zip(self.nets, maps, strict=True)))
 
-    def sample(self, n: int) -> Tensor:
+    def sample(self, n: int, context: Context) -> Tensor:
         maps: list[Tensor] = [None] * len(self.levels)  # type: ignore[list-item]
         for i in reversed(range(len(self.levels))):
-            maps[i] = self.nets[i].sample(n, *self.levels[i].shape, self._condition(i, maps))[:, 0]
+            maps[i] = self.nets[i].sample(n, *self.levels[i].shape, self._condition(i, maps), context.label)[:, 0]
         return self.latent.join(maps)
 
 
 class PixelCNNLikelihood(Likelihood):
-    """Categorical over the data's levels at each pixel given the pixels before it and the
-    decoder's feature map; the channels of one pixel are predicted together."""
+    """Categorical over the data's intensities at each pixel given the pixels before it and the
+    decoder's feature map; the channels of one pixel are predicted together. It serves any
+    latent; a bare ``pixelcnn`` lands here for continuous latents and on the prior for codes."""
 
     Config = PixelCNNLikelihoodConfig
-    fits = frozenset({"continuous"})
+
+    @classmethod
+    def claims(cls, latent: LatentSpec) -> bool:
+        return not latent.is_codes
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: PixelCNNLikelihoodConfig):
         super().__init__(data, latent, config)
-        self.levels, self.features = data.levels, config.features
-        self.net = GatedPixelCNN(data.levels, data.channels, config.features, config.width, config.layers,
-                                 config.kernel)
+        self.intensities, self.features = data.intensities, config.features
+        self.net = GatedPixelCNN(data.intensities, data.channels, config.features, config.width, config.layers,
+                                 config.kernel, data.classes)
 
     def param_channels(self) -> int:
         return self.features
 
-    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
-        return self.net.log_prob(to_levels(x, self.levels), params)
+    def log_prob(self, x: Tensor, params: Tensor, context: Context) -> Tensor:
+        return self.net.log_prob(intensity_index(x, self.intensities), params, context.label)
 
-    def sample(self, params: Tensor) -> Tensor:
+    def sample(self, params: Tensor, context: Context) -> Tensor:
         n, _, height, width = params.shape
-        return self.net.sample(n, height, width, params).float() / (self.levels - 1)
+        return self.net.sample(n, height, width, params, context.label).float() / (self.intensities - 1)

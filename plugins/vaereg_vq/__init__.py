@@ -1,8 +1,10 @@
-"""VQ-VAE parts: a vector-quantizing encoder with an EMA codebook and a uniform prior over codes."""
+"""VQ-VAE parts: a vector-quantizing encoder with an EMA codebook, and the uniform prior over
+codes (the core's)."""
 
-from vaereg import hookimpl
+from vaereg import UniformCodes, hookimpl
 from vaereg_vq.encoder import VQEncoder
-from vaereg_vq.prior import UniformCodes
+
+VAEREG_PLUGIN_API = 2
 
 
 @hookimpl

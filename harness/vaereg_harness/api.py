@@ -1,0 +1,191 @@
+"""The Python API, and the path the command line takes: load data, create a model from a combo
+string, train it, evaluate it into a results row.
+
+    from pathlib import Path
+    from vaereg_harness.api import RunConfig, create_model, evaluate_model, load_data, train_model
+    from vaereg_harness.train import TrainConfig
+
+    data = load_data("digits", condition="label")
+    config = RunConfig(train=TrainConfig(epochs=5), iw_samples=100)
+    model = create_model("gaussian", data, config=config)
+    reports, checkpoint = train_model(model, data, config, out=Path("runs"))
+    row = evaluate_model(model, data, config, out=Path("runs"), reports=reports)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+
+from vaereg import Range, __version__
+from vaereg.combo import Combo, resolve
+from vaereg.config import from_dict, to_dict
+from vaereg.model import VAE
+from vaereg.objectives import ObjectiveConfig
+from vaereg_harness.data import Dataset, load_dataset, safe_name
+from vaereg_harness.evaluate import evaluate
+from vaereg_harness.fid import FIDProtocol
+from vaereg_harness.images import save_grid
+from vaereg_harness.results import Row
+from vaereg_harness.train import StageReport, TrainConfig, Trainer, pick_device, seed_everything
+
+
+@dataclass
+class RunConfig:
+    """Everything a run was asked for; serialised into the results row's ``config``."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    objective: dict[str, Any] = field(default_factory=dict)  # the user's objective.* options
+    iw_samples: Annotated[int, Range(1, 1_000_000)] = 1000
+    iw_chunk: Annotated[int, Range(1, 65536)] = 128
+    fid_samples: Annotated[int, Range(2, 1_000_000)] = 1000
+
+    def objective_for(self, combo: Combo) -> ObjectiveConfig:
+        """The parts' objective defaults (NVAE's warm-up), overridden by the user's options,
+        checked against what the combo's KL allows."""
+        objective = from_dict(ObjectiveConfig, {**combo.objective_defaults(), **self.objective}, what="objective")
+        objective.check(combo.closed_form_kl, f"{combo.text!r}")
+        return objective
+
+    def describe(self, combo: Combo) -> dict[str, Any]:
+        """This config as recorded for ``combo``: the objective it actually trains with."""
+        return {**to_dict(self), "objective": to_dict(self.objective_for(combo))}
+
+
+def load_data(name: str = "digits", root: str | Path = "data", *, download: bool = False,
+              condition: str | None = None) -> Dataset:
+    """A data set by name (``digits``, ``mnist``, ``folder:PATH``, ...), conditioned on
+    ``condition`` (``"label"``) or unconditional."""
+    return load_dataset(name, root, download).conditioned(condition)
+
+
+def run_dir(out: Path, data: Dataset, combo: str, seed: int) -> Path:
+    conditioned = "-label" if data.spec.classes else ""
+    return out / safe_name(f"{data.spec.name}-{combo}{conditioned}-seed{seed}")
+
+
+def create_model(text: str, data: Dataset, options: dict[str, dict[str, Any]] | None = None,
+                 config: RunConfig | None = None) -> VAE:
+    """Resolve and check ``text`` with the part ``options`` (slot -> field -> value) and the
+    objective (before anything is built), then build it, seeded, on the configured device."""
+    config = config or RunConfig()
+    combo = resolve(text, data.spec, options or {})
+    config.objective_for(combo)
+    device = pick_device(config.train.device)
+    seed_everything(config.train)
+    return VAE(combo).to(device)
+
+
+def train_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, resume: bool = False,
+                progress: bool = True) -> tuple[list[StageReport], Path]:
+    """Train every stage the parts declare; the checkpoint goes under ``out``."""
+    path = run_dir(out, data, model.combo.text, config.train.seed) / "checkpoint.pt"
+    trainer = Trainer(model, data, config.train, config.objective_for(model.combo), path, progress)
+    return trainer.run(resume=resume), path
+
+
+def sample_context(data: Dataset, n: int, device: torch.device, per_class: int | None = None):
+    """A context for ``n`` samples: under labels, ``per_class`` of each class in turn (or the
+    classes cycling); unconditional otherwise."""
+    if not data.spec.classes:
+        return data.context(None)
+    labels = torch.arange(n, device=device)
+    labels = labels // per_class % data.spec.classes if per_class else labels % data.spec.classes
+    return data.context(labels)
+
+
+@torch.no_grad()
+def draw_samples(model: VAE, data: Dataset, n: int, per_class: int | None = None,
+                 chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``n`` samples on the CPU and their labels (None for an unconditional model)."""
+    device = next(model.parameters()).device
+    context = sample_context(data, n, device, per_class)
+    samples = torch.cat([model.sample(min(chunk, n - i), context.select(slice(i, i + chunk))).cpu()
+                         for i in range(0, n, chunk)])
+    return samples, None if context.label is None else context.label.cpu()
+
+
+def sample_quality(model: VAE, data: Dataset, fid: FIDProtocol | str | None, n: int, folder: Path) -> dict[str, Any]:
+    """Sampling speed, PNG grids of samples (one row per class for a conditional model) and of
+    test reconstructions (originals above), FID, and how often the FID classifier puts a
+    conditional sample in its class."""
+    model.eval()
+    began = time.perf_counter()
+    samples, labels = draw_samples(model, data, max(n, 64) if isinstance(fid, FIDProtocol) else 64)
+    seconds = time.perf_counter() - began
+    rows = min(data.spec.classes, 16)
+    grid = draw_samples(model, data, 8 * rows, per_class=8)[0] if rows else samples[:64]
+    device = next(model.parameters()).device
+    labels16 = data.test_labels[:16].to(device) if data.spec.classes else None
+    test = data.batch(data.test[:16].to(device), labels16, train=False)
+    pairs = torch.cat([test.x.cpu(), model.reconstruct(test).cpu()])
+    quality: dict[str, Any] = {
+        "sample_images_per_s": samples.shape[0] / seconds,
+        "samples_png": str(save_grid(grid, folder / "samples.png", cols=8 if rows else None)),
+        "reconstructions_png": str(save_grid(pairs, folder / "reconstructions.png", cols=test.x.shape[0])),
+        "fid_note": fid if isinstance(fid, str) else None,
+    }
+    if isinstance(fid, FIDProtocol):
+        quality.update(fid=fid.score(samples[:n]), fid_extractor=fid.extractor.describe(), fid_samples=n,
+                       fid_reference=fid.reference, fid_floor=fid.floor)
+        if labels is not None:
+            quality["condition_accuracy"] = fid.label_accuracy(samples[:n], labels[:n])
+    return quality
+
+
+def evaluate_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, reports: list[StageReport],
+                   fid: FIDProtocol | str | None = None, progress: bool = True) -> Row:
+    """Evaluate a trained model on the test split into a results row (not yet written).
+    ``fid``: how to compute FID, or a note saying why there is none, or None when not asked."""
+    cuda = next(model.parameters()).device.type == "cuda"
+    result = evaluate(model, data, config.iw_samples, config.iw_chunk, progress)
+    quality = sample_quality(model, data, fid, config.fid_samples, run_dir(out, data, model.combo.text,
+                                                                          config.train.seed))
+    seconds = sum(r.seconds for r in reports)
+    combo = model.combo
+    return Row(
+        run_id=uuid.uuid4().hex,
+        created_at=datetime.now(UTC),
+        combo=combo.text,
+        parts=json.dumps({slot: entry.describe() for slot, entry in combo.parts.items()}),
+        config=json.dumps({"parts": combo.options(), **config.describe(combo)}),
+        dataset=data.spec.name,
+        seed=config.train.seed,
+        device=str(next(model.parameters()).device),
+        epochs=config.train.epochs,
+        condition="label" if data.spec.classes else None,
+        nelbo_nats=result.nelbo_nats,
+        nll_nats=result.nll_nats,
+        nll_bpd=result.nll_bpd,
+        iw_samples=result.iw_samples,
+        train_seconds=seconds,
+        train_images_per_s=sum(r.images for r in reports) / seconds if seconds else None,
+        stage_seconds=json.dumps({r.stage: r.seconds for r in reports}),
+        eval_seconds=result.seconds,
+        peak_gpu_memory_mb=torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+        codebook_perplexity=result.codebook_perplexity,
+        codebook_usage=result.codebook_usage,
+        kl_per_level=None if result.kl_per_level is None else json.dumps(result.kl_per_level),
+        active_units=result.active_units,
+        **quality,
+        status="ok",
+        vaereg_version=__version__,
+        torch_version=torch.__version__,
+    )
+
+
+def evaluate_combo(text: str, data: Dataset, options: dict[str, dict[str, Any]], config: RunConfig, out: Path, *,
+                   fid: FIDProtocol | str | None = None, resume: bool = False, progress: bool = True) -> Row:
+    """Create, train and evaluate one combo: what ``vaereg eval`` does for each ``--combo``."""
+    model = create_model(text, data, options, config)
+    if next(model.parameters()).device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    reports, _ = train_model(model, data, config, out, resume=resume, progress=progress)
+    return evaluate_model(model, data, config, out, reports=reports, fid=fid, progress=progress)
