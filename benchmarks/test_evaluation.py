@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from benchmarks.conftest import report
+from vaereg import Context
 from vaereg.combo import resolve
-from vaereg.model import VAE
+from vaereg.model import VAE, Batch
 from vaereg.objectives import importance_nll
 from vaereg_harness.evaluate import images_per_pass
 
@@ -35,13 +36,13 @@ def test_nll_batched_against_per_image_loop_and_decoder_floor(benchmark, digits,
     def setup():  # untimed by pytest-benchmark: the per-image loop, timed here
         began = time.perf_counter()
         for i in range(x.shape[0]):
-            importance_nll(model, x[i:i + 1], K, CHUNK)
+            importance_nll(model, Batch(x[i:i + 1]), K, CHUNK)
         per_image.append(time.perf_counter() - began)
         return (), {}
 
     def batched():
         for i in range(0, x.shape[0], batch):
-            importance_nll(model, x[i:i + batch], K, CHUNK)
+            importance_nll(model, Batch(x[i:i + batch]), K, CHUNK)
 
     benchmark.pedantic(batched, setup=setup, rounds=3, iterations=1)
 
@@ -50,9 +51,9 @@ def test_nll_batched_against_per_image_loop_and_decoder_floor(benchmark, digits,
         for _ in range(3):
             began = time.perf_counter()
             for i in range(0, x.shape[0], batch):
-                posterior = model.encoder(x[i:i + batch])
+                posterior = model.encoder(x[i:i + batch], Context())
                 for start in range(0, K, CHUNK):
-                    model.decoder(posterior.rsample(min(CHUNK, K - start)).flatten(0, 1))
+                    model.decoder(posterior.rsample(min(CHUNK, K - start)).flatten(0, 1), Context())
             floor.append(time.perf_counter() - began)
     best = benchmark.stats.stats.min
     report(benchmark, x.shape[0], per_image_over_batched=min(per_image) / best,
@@ -64,7 +65,7 @@ import sys
 from pathlib import Path
 import torch
 from vaereg.combo import resolve
-from vaereg.model import VAE
+from vaereg.model import VAE, Batch
 from vaereg.objectives import importance_nll
 from vaereg_harness.data import load_dataset
 
@@ -76,10 +77,10 @@ torch.manual_seed(0)
 data = load_dataset("digits")
 model = VAE(resolve("gaussian", data.spec)).eval()
 x = data.to_model(data.test[:64], train=False)
-importance_nll(model, x[:1], 2, 2)  # load kernels before measuring
+importance_nll(model, Batch(x[:1]), 2, 2)  # load kernels before measuring
 before = field("VmRSS:")
 Path("/proc/self/clear_refs").write_text("5")
-importance_nll(model, x, int(sys.argv[1]), int(sys.argv[2]))
+importance_nll(model, Batch(x), int(sys.argv[1]), int(sys.argv[2]))
 print(field("VmHWM:") - before)
 """
 

@@ -17,7 +17,7 @@ def test_eval_writes_a_row_then_results_and_sample_read_it(tmp_path):
     assert row["combo"] == "gaussian" and row["seed"] == 7 and row["status"] == "ok" and row["iw_samples"] == 200
     assert row["nll_nats"] <= row["nelbo_nats"] + 0.5  # IS tightens the bound, up to Monte-Carlo noise
     assert 0 < row["nll_bpd"] < 10 and row["train_images_per_s"] > 0
-    assert json.loads(row["parts"])["prior"] == {"name": "normal", "plugin": "gaussian", "version": "0.1.0"}
+    assert json.loads(row["parts"])["prior"] == {"name": "normal", "plugin": "gaussian", "version": "0.2.0"}
     assert json.loads(row["config"])["objective"]["warmup"] == 0.3
     # plain pyarrow reads the store too
     assert pq.read_table(tmp_path / "vaereg-results").num_rows == 1
@@ -34,7 +34,7 @@ def test_eval_writes_a_row_then_results_and_sample_read_it(tmp_path):
 
 def test_plugins_lists_the_gaussian_plugin_and_its_parts(tmp_path):
     out = vaereg_cli("plugins", cwd=tmp_path).stdout
-    assert out.startswith("gaussian 0.1.0")
+    assert out.startswith("vaereg plugin API 2\ngaussian 0.2.0")
     for part in ("encoder    gaussian", "decoder    conv", "prior      normal", "likelihood dlogistic",
                  "preset     gaussian"):
         assert part in out

@@ -26,7 +26,7 @@ def test_part_options_reach_the_latent_spec():
     [
         ("nope", DIGITS, r"unknown preset or part 'nope'; presets: .*gaussian.*; parts: .*dlogistic"),
         ("gaussian+likelihood=nope", DIGITS, r"unknown likelihood 'nope'; known likelihoods: bernoulli, dlogistic"),
-        ("gaussian+bernoulli", DIGITS, r"'bernoulli' does not fit .*needs binary data \(2 levels\)"),
+        ("gaussian+bernoulli", DIGITS, r"'bernoulli' does not fit .*needs binary data \(2 intensities\)"),
         ("gaussian+likelihood=bernoulli", DIGITS,
          r"likelihood 'bernoulli' does not fit encoder 'gaussian' on digits .*that fit: dlogistic, gaussian"),
         ("gaussian++conv", DIGITS, r"empty token"),

@@ -32,7 +32,7 @@ def mnist_root(tmp_path):
 def test_mnist_reads_idx_files(mnist_root):
     root, images = mnist_root
     data = load_dataset("mnist", root)
-    assert (data.spec.channels, data.spec.height, data.spec.width, data.spec.levels) == (1, 28, 28, 256)
+    assert (data.spec.channels, data.spec.height, data.spec.width, data.spec.intensities) == (1, 28, 28, 256)
     assert torch.equal(data.train[:, 0], torch.from_numpy(images["train"].astype(np.uint8)))
     assert torch.equal(data.test_labels, torch.arange(5) % 10)
 
@@ -40,7 +40,7 @@ def test_mnist_reads_idx_files(mnist_root):
 def test_binarized_mnist_is_binary_dynamic_in_training_and_fixed_in_test(mnist_root):
     root, _ = mnist_root
     a, b = load_dataset("binarized-mnist", root), load_dataset("binarized-mnist", root)
-    assert a.spec.levels == 2 and torch.equal(a.test, b.test) and set(a.test.unique().tolist()) <= {0, 1}
+    assert a.spec.intensities == 2 and torch.equal(a.test, b.test) and set(a.test.unique().tolist()) <= {0, 1}
     first, second = a.to_model(a.train, train=True), a.to_model(a.train, train=True)
     assert set(first.unique().tolist()) <= {0.0, 1.0} and not torch.equal(first, second)
 
@@ -61,7 +61,7 @@ def test_folder_of_pngs_with_splits_and_class_labels(tmp_path):
                 Image.fromarray(arr).save(tmp_path / split / cls / f"{i}.png")
                 pixels[(split, cls, i)] = arr
     data = load_dataset(f"folder:{tmp_path}")
-    assert (data.spec.channels, data.spec.height, data.spec.width, data.spec.levels) == (3, 5, 7, 256)
+    assert (data.spec.channels, data.spec.height, data.spec.width, data.spec.intensities) == (3, 5, 7, 256)
     assert data.train.shape[0] == 8 and data.test.shape[0] == 4
     assert torch.equal(data.train[0].permute(1, 2, 0), torch.from_numpy(pixels[("train", "cat", 0)]))
     assert data.train_labels.tolist() == [0] * 4 + [1] * 4
@@ -75,5 +75,5 @@ def test_folder_with_mismatched_sizes_names_the_file(tmp_path):
 
 
 def test_digits_split_is_fixed_and_disjoint(digits):
-    assert digits.spec.levels == 17 and digits.train.shape == (DIGITS_TRAIN, 1, 8, 8)
+    assert digits.spec.intensities == 17 and digits.train.shape == (DIGITS_TRAIN, 1, 8, 8)
     assert digits.test.shape[0] == 1797 - DIGITS_TRAIN and int(digits.train.max()) == 16

@@ -12,14 +12,14 @@ from PIL import Image
 from tests.conftest import vaereg_cli
 from vaereg_harness.classifier import EXTRACTOR, as_uint8, file_hash, load_classifier, weights_hash
 from vaereg_harness.data import Dataset
-from vaereg_harness.fid import ImageSet, Protocol, protocol_for
+from vaereg_harness.fid import FIDProtocol, ImageSet, protocol_for
 from vaereg_harness.results import read_results
 
 
 @pytest.fixture(scope="module")
-def protocol(digits, _cache) -> Protocol:
+def protocol(digits, _cache) -> FIDProtocol:
     found = protocol_for(digits, _cache)
-    assert isinstance(found, Protocol)
+    assert isinstance(found, FIDProtocol)
     return found
 
 
@@ -57,7 +57,7 @@ def test_fid_equals_a_direct_torch_fidelity_call(digits, protocol):
 def test_one_changed_reference_image_changes_the_cache_key(digits, protocol):
     test = digits.test.clone()
     test[17, 0, 3, 3] = (int(test[17, 0, 3, 3]) + 1) % 17
-    changed = Protocol(Dataset(digits.spec, digits.train, test, digits.train_labels, digits.test_labels),
+    changed = FIDProtocol(Dataset(digits.spec, digits.train, test, digits.train_labels, digits.test_labels),
                        protocol.extractor, protocol.cache_dir)
     assert changed.cache_key("test") != protocol.cache_key("test")
     assert changed.cache_key("train") == protocol.cache_key("train")

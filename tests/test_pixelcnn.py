@@ -7,16 +7,20 @@ import math
 import pytest
 import torch
 
-from vaereg import DataSpec, continuous, discrete
+from vaereg import Context, DataSpec, continuous, discrete
 from vaereg_pixelcnn.parts import PixelCNNConfig, PixelCNNLikelihood, PixelCNNLikelihoodConfig, PixelCNNPrior
 
 
-def prior(layers: int, codes: int = 5, shape=(5, 6)) -> PixelCNNPrior:
-    return PixelCNNPrior(None, discrete(codes, 4, *shape), PixelCNNConfig(width=32, layers=layers))
+NONE = Context()
 
 
-def likelihood(layers: int, channels: int = 2, levels: int = 4, size=(5, 6)) -> PixelCNNLikelihood:
-    data = DataSpec("d", channels, *size, levels)
+def prior(layers: int, codes: int = 5, shape=(5, 6), classes: int = 0) -> PixelCNNPrior:
+    data = DataSpec("d", 1, 8, 8, 17, classes)
+    return PixelCNNPrior(data, discrete(codes, 4, *shape), PixelCNNConfig(width=32, layers=layers))
+
+
+def likelihood(layers: int, channels: int = 2, intensities: int = 4, size=(5, 6)) -> PixelCNNLikelihood:
+    data = DataSpec("d", channels, *size, intensities)
     return PixelCNNLikelihood(data, continuous(3), PixelCNNLikelihoodConfig(width=32, layers=layers, features=3))
 
 
@@ -55,23 +59,23 @@ def test_deep_enough_network_has_no_blind_spot():
 def test_prior_probabilities_sum_to_one_over_every_code_map():
     model = prior(layers=3, codes=3, shape=(2, 2))
     grids = torch.tensor(list(itertools.product(range(3), repeat=4))).view(-1, 2, 2)
-    total = model.log_prob(grids).exp().sum()
+    total = model.log_prob(grids, NONE).exp().sum()
     assert abs(total.item() - 1) < 1e-5
     logits = model.nets[0](grids[:5].unsqueeze(1))
     assert torch.allclose(logits.softmax(2).sum(2), torch.ones(5, 1, 2, 2))
 
 
 def test_likelihood_sums_to_one_over_every_image_given_features():
-    lik = likelihood(layers=2, channels=2, levels=3, size=(1, 2))
+    lik = likelihood(layers=2, channels=2, intensities=3, size=(1, 2))
     images = torch.tensor(list(itertools.product(range(3), repeat=4))).view(-1, 2, 1, 2).float() / 2
     features = torch.randn(1, 3, 1, 2).expand(images.shape[0], -1, -1, -1)
-    total = lik.log_prob(images, features).exp().sum()
+    total = lik.log_prob(images, features, NONE).exp().sum()
     assert abs(total.item() - 1) < 1e-5
 
 
 @pytest.mark.parametrize("role", ["prior", "likelihood"])
 def test_fast_sample_equals_naive_recomputation(role):
-    net = prior(layers=4, codes=7).nets[0] if role == "prior" else likelihood(layers=4, levels=5).net
+    net = prior(layers=4, codes=7).nets[0] if role == "prior" else likelihood(layers=4, intensities=5).net
     cond = None if role == "prior" else torch.randn(6, 3, 5, 6)
     torch.manual_seed(11)
     fast = net.sample(6, 5, 6, cond, fast=True)
@@ -85,9 +89,33 @@ def test_fitted_prior_samples_follow_its_distribution():
     """A 1x2 map: draw many samples, compare the empirical distribution with exp(log_prob)."""
     model = prior(layers=2, codes=2, shape=(1, 2))
     torch.manual_seed(3)
-    draws = model.sample(20000)
+    draws = model.sample(20000, NONE)
     grids = torch.tensor([[[0, 0]], [[0, 1]], [[1, 0]], [[1, 1]]])
-    expected = model.log_prob(grids).exp()
+    expected = model.log_prob(grids, NONE).exp()
     counts = torch.stack([(draws == g).flatten(1).all(1).float().mean() for g in grids])
     assert torch.allclose(counts, expected, atol=0.02)
     assert math.isclose(expected.sum().item(), 1, abs_tol=1e-6)
+
+
+def test_class_conditional_prior_is_normalised_per_class_and_depends_on_the_class():
+    model = prior(layers=2, codes=3, shape=(2, 2), classes=4)
+    grids = torch.tensor(list(itertools.product(range(3), repeat=4))).view(-1, 2, 2)
+    per_class = []
+    for label in range(4):
+        log_p = model.log_prob(grids, Context(label=torch.full((grids.shape[0],), label)))
+        assert abs(torch.logsumexp(log_p, 0).item()) < 1e-5
+        per_class.append(log_p)
+    assert not torch.allclose(per_class[0], per_class[1])
+
+
+def test_class_conditional_fast_sample_equals_naive_and_stays_causal():
+    net = prior(layers=3, codes=6, classes=3).nets[0]
+    label = torch.tensor([0, 1, 2, 0])
+    torch.manual_seed(5)
+    fast = net.sample(4, 5, 6, None, label, fast=True)
+    torch.manual_seed(5)
+    assert torch.equal(fast, net.sample(4, 5, 6, None, label, fast=False))
+    e = torch.randn(1, net.embed.weight.shape[1], 3, 3, requires_grad=True)
+    logits = net.trunk(e, None, torch.tensor([2]))
+    (grad,) = torch.autograd.grad(logits[..., 1, 1].sum(), e)
+    assert grad[..., 1, 1:].abs().sum() == 0 and grad[..., 2, :].abs().sum() == 0

@@ -22,10 +22,10 @@ class HalfBernoulli(Likelihood):
     def param_channels(self):
         return 1
 
-    def log_prob(self, x, params):
+    def log_prob(self, x, params, context):
         return -F.binary_cross_entropy_with_logits(params / 2, x, reduction="none").flatten(1).sum(1)
 
-    def sample(self, params):
+    def sample(self, params, context):
         return (params > 0).float()
 
 
@@ -61,7 +61,7 @@ def test_third_party_plugin_is_discovered_and_used_in_a_combo(tmp_path):
     site.mkdir()
     install_plugin(site, "vaereg-halfbern", "vaereg_halfbern", THIRD_PARTY)
     env = env_with(site)
-    listing = json.loads(vaereg_cli("plugins", "--json", cwd=tmp_path, env=env).stdout)
+    listing = json.loads(vaereg_cli("plugins", "--json", cwd=tmp_path, env=env).stdout)["plugins"]
     plugin = next(p for p in listing if p["name"] == "vaereg-halfbern")
     assert plugin["version"] == "1.2.3"
     assert {"slot": "likelihood", "name": "halfbern", "options": {}}.items() <= plugin["parts"][0].items()
@@ -104,7 +104,7 @@ def test_disabled_plugins_are_not_loaded(tmp_path):
     install_plugin(site, "vaereg-broken", "vaereg_broken", "raise ImportError('needs libfoo')\n")
     proc = vaereg_cli("plugins", cwd=tmp_path, env=env_with(site, VAEREG_DISABLE_PLUGINS="vaereg-broken,gaussian"))
     assert "vaereg-broken 1.2.3 (disabled)" in proc.stdout
-    assert "gaussian 0.1.0 (disabled)" in proc.stdout
+    assert "gaussian 0.2.0 (disabled)" in proc.stdout
     assert "likelihood dlogistic" not in proc.stdout and "failed" not in proc.stdout
     env = env_with(site, VAEREG_DISABLE_PLUGINS="gaussian")
     proc = vaereg_cli("eval", "--combo", "gaussian", cwd=tmp_path, env=env, check=False)
