@@ -114,9 +114,9 @@ class VAE(nn.Module):
         return self.terms(batch, self.encode(batch), k)
 
     def fitted_parameters(self, prior: bool) -> list[nn.Parameter]:
-        """The prior's parameters (``prior=True``) or everything else's. A coupled prior is
-        part of the encoder and always trains with it."""
-        own = {id(p) for p in self.prior.parameters()} if "prior" not in self.combo.coupled else set()
+        """What a stage optimises: a prior fitted after the autoencoder (``prior=True``), or
+        everything else, a jointly fitted (or coupled) prior included."""
+        own = {id(p) for p in self.prior.parameters()} if self.combo.fitting != "joint" else set()
         return [p for p in self.parameters() if (id(p) in own) == prior]
 
     @torch.no_grad()
