@@ -42,8 +42,11 @@ class Range:
         return self.high is None or value <= self.high
 
     def describe(self) -> str:
-        low = "" if self.low is None else f"{'>' if self.open_low else '>='} {self.low:g}"
-        high = "" if self.high is None else f"<= {self.high:g}"
+        def shown(v: float) -> str:
+            return str(v) if isinstance(v, int) else f"{v:g}"
+
+        low = "" if self.low is None else f"{'>' if self.open_low else '>='} {shown(self.low)}"
+        high = "" if self.high is None else f"<= {shown(self.high)}"
         return " and ".join(p for p in (low, high) if p)
 
 

@@ -73,7 +73,7 @@ def run_options(command):
     def wrapper(**kw):
         names = ("epochs", "prior_epochs", "batch_size", "lr", "seed", "device", "deterministic")
         values = {name: kw.pop(name) for name in names}
-        kw["train_config"] = from_dict(TrainConfig, {**values, "compile": kw.pop("compile_")}, what="training")
+        kw["train_config"] = from_dict(TrainConfig, {**values, "compile": kw.pop("compile_")}, what="training option")
         kw["grouped"] = group_assignments(list(kw.pop("assignments")))
         kw["data"] = load_data(kw.pop("dataset"), kw.pop("data_root"), download=kw.pop("download"),
                                condition=kw.pop("condition"))
