@@ -5,7 +5,18 @@ import math
 from dataclasses import dataclass
 
 import torch
-from vaereg import Context, DataSpec, Decoder, DiagonalGaussian, Encoder, Likelihood, StandardNormal, continuous, hookimpl
+
+from vaereg import (
+    Context,
+    DataSpec,
+    Decoder,
+    DiagonalGaussian,
+    Encoder,
+    Likelihood,
+    StandardNormal,
+    continuous,
+    hookimpl,
+)
 from vaereg.combo import resolve
 from vaereg.gaussian import diagonal_to_standard_kl
 from vaereg.model import VAE, Batch

@@ -10,7 +10,6 @@ import torch
 from vaereg import Context, DataSpec, continuous, discrete
 from vaereg_pixelcnn.parts import PixelCNNConfig, PixelCNNLikelihood, PixelCNNLikelihoodConfig, PixelCNNPrior
 
-
 NONE = Context()
 
 

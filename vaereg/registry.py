@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 import pluggy
 
 from vaereg import hookspecs
+from vaereg.config import field_types
 from vaereg.errors import UsageError, VaeregError
 from vaereg.gaussian import DiagonalGaussian, StandardNormal, diagonal_to_standard_kl
 from vaereg.kl import KLTable
@@ -67,6 +68,10 @@ class Registry:
                 f"plugin {plugin!r} registered {name!r} as {cls.__name__}, which is not an "
                 f"Encoder, Decoder, Prior or Likelihood"
             )
+        try:
+            field_types(cls.Config)
+        except TypeError as exc:
+            raise VaeregError(f"plugin {plugin!r} registered {slot} {name!r} with untyped options: {exc}") from None
         taken = self.parts[slot].get(name)
         if taken is not None:
             raise VaeregError(

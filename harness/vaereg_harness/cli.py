@@ -12,7 +12,7 @@ import click
 
 from vaereg import PLUGIN_API, UsageError, VaeregError
 from vaereg.combo import resolve
-from vaereg.config import from_dict, group_assignments, to_dict
+from vaereg.config import field_types, from_dict, group_assignments, to_dict
 from vaereg.parts import SLOTS
 from vaereg.registry import get_registry
 from vaereg_harness import checkpoint
@@ -185,7 +185,7 @@ def describe_latent(entry) -> str:
     if entry.slot != "encoder":
         return f"fits {'/'.join(sorted(entry.cls.fits))}"
     fills = f", fills {'/'.join(entry.cls.fills)}" if entry.cls.fills else ""
-    return f"{entry.cls.posterior.__name__}{fills}"
+    return f"posterior {entry.cls.posterior.__name__}{fills}"
 
 
 @main.command("plugins")
@@ -198,6 +198,7 @@ def plugins_command(as_json):
         parts = [
             {"slot": e.slot, "name": e.name, "description": (e.cls.__doc__ or "").strip().split("\n")[0],
              "options": to_dict(e.cls.Config()),
+             "option_types": {k: t.describe() for k, t in field_types(e.cls.Config).items()},
              "latent": describe_latent(e)}
             for by_name in registry.parts.values() for e in by_name.values() if e.plugin == info.name
         ]

@@ -120,7 +120,8 @@ class LadderEncoder(TopDownEncoder):
         dims, width, hidden = config.dims(), config.width, 4 * config.width
         sizes = halvings(data.height, data.width)
         h, w = sizes[-1]
-        self.trunk = nn.Sequential(DownStack(data.channels, width, sizes), nn.Flatten(), nn.Linear(width * h * w, hidden))
+        self.trunk = nn.Sequential(DownStack(data.channels, width, sizes), nn.Flatten(),
+                                   nn.Linear(width * h * w, hidden))
         self.condition = context_bias(data, hidden)
         self.up = nn.ModuleList(nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU()) for _ in dims[1:])
         self.proposals = nn.ModuleList(nn.Linear(hidden, 2 * d) for d in dims)
