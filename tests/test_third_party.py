@@ -21,6 +21,7 @@ from vaereg_harness.results import read_results
 from vaereg_harness.train import TrainConfig
 
 PLUGINS = Path(__file__).parent / "plugins"
+BUILT_IN_VAMP = "mixtures"  # vaereg's own plugin registers 'vamp' too: two plugins may not share a name
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +32,21 @@ def site(tmp_path_factory):
                     "--target", str(target), str(PLUGINS / "vaereg_vamp"), str(PLUGINS / "vaereg_emmix")],
                    check=True, capture_output=True)
     sys.path.insert(0, str(target))
+    blocked = os.environ.get(registry_module.DISABLE_ENV)
+    os.environ[registry_module.DISABLE_ENV] = BUILT_IN_VAMP
     registry_module._registry = None
     yield target
     sys.path.remove(str(target))
+    if blocked is None:
+        del os.environ[registry_module.DISABLE_ENV]
+    else:
+        os.environ[registry_module.DISABLE_ENV] = blocked
     registry_module._registry = None
 
 
 def env_with(site: Path) -> dict:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), *sys.path]))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), *sys.path]),
+                **{registry_module.DISABLE_ENV: BUILT_IN_VAMP})
 
 
 def config(epochs: int = 1) -> RunConfig:

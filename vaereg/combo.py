@@ -185,6 +185,8 @@ def resolve(
         if slot != "encoder" and entry is chosen["encoder"]:
             continue
         reason = entry.cls.misfit(data, latent, configs[slot])
+        if not reason and slot == "prior":
+            reason = entry.cls.encoder_misfit(chosen["encoder"].cls)
         if reason and slot == "encoder":
             raise UsageError(f"encoder {entry.name!r} does not fit {data.describe()}: it {reason}")
         if reason:

@@ -181,6 +181,12 @@ class Prior(Part):
         """How this prior is fitted with ``config``; ``fitting`` unless overridden."""
         return cls.fitting
 
+    @classmethod
+    def encoder_misfit(cls, encoder: type[Encoder]) -> str | None:
+        """Why this prior cannot pair with ``encoder`` (a VampPrior needs a diagonal-Gaussian
+        posterior), or None when it can. Checked when the combo is resolved."""
+        return None
+
     def attach(self, encoder: Encoder) -> None:
         """Called once when the model is built, with the encoder this prior is paired with
         (a VampPrior encodes its pseudo-inputs with it). Reach it later as ``self.encoder``;

@@ -9,6 +9,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -65,12 +66,24 @@ class StageReport:
 
 
 class Stage:
-    """One declared stage: what it iterates over, what it optimises and one step of it."""
+    """One declared stage of training."""
 
     name: str
 
     def __init__(self, trainer: Trainer):
         self.trainer, self.model = trainer, trainer.model
+
+    def run(self, index: int, start_epoch: int, opt_state: dict | None) -> None:
+        """Run (or, resumed at ``start_epoch``, finish) this stage, the ``index``-th."""
+        raise NotImplementedError
+
+
+class GradientStage(Stage):
+    """A stage of epochs of optimiser steps: what it iterates over, what it optimises and one
+    step of it; the trainer runs the epochs."""
+
+    def run(self, index, start_epoch, opt_state):
+        self.trainer.train_epochs(index, self, start_epoch, opt_state)
 
     def epochs(self, config: TrainConfig) -> int:
         return config.epochs
@@ -92,7 +105,7 @@ class Stage:
         """Called once the stage's last epoch is done."""
 
 
-class AutoencoderStage(Stage):
+class AutoencoderStage(GradientStage):
     """Encoder, decoder, likelihood and a jointly fitted prior, against the objective."""
 
     name = "autoencoder"
@@ -113,7 +126,7 @@ class AutoencoderStage(Stage):
         return training_loss(terms, t.objective, progress, self.model.combo.latent)
 
 
-class PriorGradientStage(Stage):
+class PriorGradientStage(GradientStage):
     """A prior fitted by maximum likelihood on the frozen encoder's latents, in train mode."""
 
     name = "prior"
@@ -125,7 +138,7 @@ class PriorGradientStage(Stage):
         return self.model.fitted_parameters(prior=True)
 
     def inputs(self):
-        return self.trainer.latents()
+        return self.trainer.latents
 
     def train_mode(self):
         self.model.eval()
@@ -144,13 +157,18 @@ class PriorFitStage(Stage):
 
     name = "prior"
 
-    def run(self) -> list[dict[str, float]]:
-        latents, labels = self.trainer.latents()
+    def run(self, index, start_epoch, opt_state):
+        if start_epoch > 0:  # fitted before the run was interrupted
+            return
+        t = self.trainer
+        began = time.perf_counter()
+        latents, labels = t.latents
         self.model.prior.train()
         with torch.no_grad():
-            history = self.model.prior.fit(latents, self.trainer.data.context(labels))
+            t.fit_history = self.model.prior.fit(latents, t.data.context(labels))
         self.model.prior_fitted = True
-        return history
+        t.reports[self.name].seconds += time.perf_counter() - began
+        t.save(index, 1, None)
 
 
 STAGES = {"gradient": PriorGradientStage, "fit": PriorFitStage}
@@ -181,17 +199,9 @@ class Trainer:
         start, epoch, opt_state = 0, 0, None
         if resume and self.path.is_file():
             start, epoch, opt_state = self._restore(checkpoint.load(self.path))
-        for index, stage in enumerate(self.stages):
-            if index < start:
-                continue
-            began = time.perf_counter()
-            if isinstance(stage, PriorFitStage):
-                if index > start or epoch == 0:
-                    self.fit_history = stage.run()
-                    self.reports[stage.name].seconds += time.perf_counter() - began
-                    self._save(index, 1, None)
-                continue
-            self._train(index, stage, epoch if index == start else 0, opt_state if index == start else None)
+        for index, stage in enumerate(self.stages[start:], start):
+            resumed = index == start
+            stage.run(index, epoch if resumed else 0, opt_state if resumed else None)
         return list(self.reports.values())
 
     def _restore(self, payload: dict[str, Any]) -> tuple[int, int, dict | None]:
@@ -207,7 +217,7 @@ class Trainer:
             self.reports[name] = StageReport(name, report["seconds"], report["images"])
         return payload["stage"], payload["epoch"], payload["optimizer"]
 
-    def _save(self, stage: int, epoch: int, optimizer: torch.optim.Optimizer | None) -> None:
+    def save(self, stage: int, epoch: int, optimizer: torch.optim.Optimizer | None) -> None:
         state = {
             "stage": stage,
             "epoch": epoch,
@@ -218,7 +228,7 @@ class Trainer:
         }
         checkpoint.save(self.path, self.model, state=state)
 
-    def _train(self, index: int, stage: Stage, start_epoch: int, opt_state: dict | None) -> None:
+    def train_epochs(self, index: int, stage: GradientStage, start_epoch: int, opt_state: dict | None) -> None:
         cfg = self.config
         epochs = stage.epochs(cfg)
         report = self.reports[stage.name]
@@ -263,27 +273,22 @@ class Trainer:
             bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
             if epoch + 1 == epochs:
                 stage.finish()
-            self._save(index, epoch + 1, optimizer)
+            self.save(index, epoch + 1, optimizer)
         bar.close()
 
-    @torch.no_grad()
+    @cached_property
     def latents(self) -> tuple[Tensor, Tensor | None]:
         """The frozen encoder's latents for the whole training split, as the prior asks for
         them (modes, or ``draws`` samples per image), with their labels; computed once."""
-        if not hasattr(self, "_latents"):
-            self.model.eval()
-            wanted = self.model.prior.fit_latents
-            chunks, label_chunks = [], []
+        self.model.eval()
+        wanted = self.model.prior.fit_latents
+        draws = 1 if wanted.source == "mode" else wanted.draws
+        chunks, label_chunks = [], []
+        with torch.no_grad():
             for i in range(0, self.train_x.shape[0], 512):
                 labels = None if self.train_labels is None else self.train_labels[i:i + 512]
-                batch = self.data.batch(self.train_x[i:i + 512], labels, train=False)
-                posterior = self.model.encode(batch)
-                if wanted.source == "mode":
-                    chunks.append(posterior.mode())
-                    label_chunks.append(labels)
-                else:
-                    chunks.append(posterior.rsample(wanted.draws).flatten(0, 1))
-                    label_chunks.append(None if labels is None else labels.repeat(wanted.draws))
-            self._latents = (torch.cat(chunks), None if self.train_labels is None else torch.cat(label_chunks))
-        return self._latents
+                posterior = self.model.encode(self.data.batch(self.train_x[i:i + 512], labels, train=False))
+                chunks.append(posterior.mode() if wanted.source == "mode" else posterior.rsample(draws).flatten(0, 1))
+                label_chunks.append(None if labels is None else labels.repeat(draws))
+        return torch.cat(chunks), None if self.train_labels is None else torch.cat(label_chunks)
 
