@@ -2,12 +2,13 @@
 
 Today the context is a class label (a conditional VAE, Sohn et al. 2015); a new kind of
 conditioning adds a field to ``Context`` and a spec field to ``DataSpec``. A part that ignores
-the context loses nothing; one that uses it builds ``context_bias(data, dim)`` and adds it to
+the context loses nothing; one that uses it builds ``context_bias(data, *shape)`` and adds it to
 a hidden layer.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -35,18 +36,21 @@ class Context:
 
 
 class LabelBias(nn.Module):
-    """A learned vector per class, added to a hidden layer ``[N, dim, ...]`` (broadcast over
-    any trailing spatial dimensions)."""
+    """A learned bias per class, added to a hidden layer ``[N, *shape, ...]``: ``shape`` is
+    ``(dim,)`` for a per-channel bias (broadcast over trailing spatial dimensions), or a whole
+    map ``(channels, h, w)``. With the bias on the first layer of a vector input this is the
+    classic one-hot concatenation."""
 
-    def __init__(self, classes: int, dim: int):
+    def __init__(self, classes: int, shape: tuple[int, ...]):
         super().__init__()
-        self.embedding = nn.Embedding(classes, dim)
+        self.shape = shape
+        self.embedding = nn.Embedding(classes, math.prod(shape))
 
     def forward(self, h: Tensor, context: Context) -> Tensor:
         if context.label is None:
             raise UsageError("this model is conditioned on a class label, but the batch has none; give --label")
-        e = self.embedding(context.label)
-        return h + e.view(*e.shape, *(1,) * (h.dim() - 2))
+        e = self.embedding(context.label).view(-1, *self.shape)
+        return h + e.view(*e.shape, *(1,) * (h.dim() - e.dim()))
 
 
 class Unconditioned(nn.Module):
@@ -56,6 +60,7 @@ class Unconditioned(nn.Module):
         return h
 
 
-def context_bias(data: DataSpec, dim: int) -> nn.Module:
-    """``h -> h + embedding(label)`` for a conditional model, the identity otherwise."""
-    return LabelBias(data.classes, dim) if data.classes else Unconditioned()
+def context_bias(data: DataSpec, *shape: int) -> nn.Module:
+    """``h -> h + embedding(label)`` of ``shape`` (channels, or a whole ``channels, h, w`` map)
+    for a conditional model, the identity otherwise."""
+    return LabelBias(data.classes, shape) if data.classes else Unconditioned()

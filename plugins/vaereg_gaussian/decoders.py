@@ -37,7 +37,7 @@ class ConvDecoder(Decoder):
             c_in = latent.embed_dim if latent.kind == "discrete" else latent.shape[0]
             sizes = halvings_to(data.height, data.width, tuple(latent.shape[-2:]))
             self.stem = nn.Conv2d(c_in, width, 3, padding=1)
-        self.condition = context_bias(data, width)
+        self.condition = context_bias(data, width, *sizes[-1])  # a bias map per class, like z's own
         self.net = nn.Sequential(nn.SiLU(), UpStack(width, out_channels, sizes))
 
     def forward(self, z: Tensor, context: Context) -> Tensor:

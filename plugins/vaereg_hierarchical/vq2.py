@@ -62,7 +62,7 @@ class VQ2Encoder(Encoder):
         sizes = grids(data)
         width, dim = config.width, config.embed_dim
         self.bottom_up = DownStack(data.channels, width, sizes[:-1])
-        self.condition = context_bias(data, width)
+        self.condition = context_bias(data, width, *sizes[-2])  # a bias map per class
         self.to_top = nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1), nn.SiLU(),
                                     nn.Conv2d(width, dim, 1))
         self.top_to_bottom = nn.Sequential(nn.Upsample(size=sizes[-2]), nn.Conv2d(dim, width, 3, padding=1), nn.SiLU())
@@ -113,7 +113,7 @@ class VQ2Decoder(Decoder):
         self.top = nn.Sequential(nn.Upsample(size=bottom.shape), nn.Conv2d(top.embed_dim, width, 3, padding=1),
                                  nn.SiLU())
         self.stem = nn.Conv2d(bottom.embed_dim + width, width, 3, padding=1)
-        self.condition = context_bias(data, width)
+        self.condition = context_bias(data, width, *bottom.shape)
         self.net = nn.Sequential(nn.SiLU(), UpStack(width, out_channels, halvings_to(data.height, data.width,
                                                                                    bottom.shape)))
 

@@ -52,7 +52,7 @@ class VQEncoder(Encoder):
         super().__init__(data, latent, config)
         self.config, self.latent = config, latent
         self.trunk = DownStack(data.channels, config.width, code_grid(data, config))
-        self.condition = context_bias(data, config.width)
+        self.condition = context_bias(data, config.width, *latent.shape)  # a bias map per class
         self.project = nn.Conv2d(config.width, config.embed_dim, 1)
         self.quantizer = Quantizer(
             config.codes, config.embed_dim, ema=config.ema, decay=config.decay,
