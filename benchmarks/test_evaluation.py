@@ -60,6 +60,35 @@ def test_nll_batched_against_per_image_loop_and_decoder_floor(benchmark, digits,
            nll_over_decoder_forward=best / min(floor), samples_per_s=x.shape[0] * K / best)
 
 
+VAMP_OVER_NORMAL_BOUND = 1.5  # CI fails past this
+
+
+def test_vamp_evaluation_against_normal(benchmark, digits, short):
+    """The NLL with a VampPrior (its pseudo-inputs encoded once per pass, a 100-component
+    mixture per draw) against N(0, I) on the same encoder and decoder; rounds alternate."""
+    normal = VAE(resolve("gaussian", digits.spec)).eval()
+    vamp = VAE(resolve("gaussian+prior=vamp", digits.spec)).eval()
+    vamp.load_state_dict(normal.state_dict(), strict=False)
+    x = Batch(digits.to_model(digits.test[: 32 if short else 128], train=False))
+    batch = images_per_pass(torch.device("cpu"), CHUNK)
+    normal_seconds: list[float] = []
+
+    def nll(model):
+        for i in range(0, x.x.shape[0], batch):
+            importance_nll(model, Batch(x.x[i:i + batch]), K, CHUNK)
+
+    def setup():  # untimed by pytest-benchmark: the N(0, I) round, timed here
+        began = time.perf_counter()
+        nll(normal)
+        normal_seconds.append(time.perf_counter() - began)
+        return (vamp,), {}
+
+    benchmark.pedantic(nll, setup=setup, rounds=3, iterations=1)
+    ratio = benchmark.stats.stats.min / min(normal_seconds)
+    report(benchmark, x.x.shape[0], vamp_over_normal=ratio)
+    assert ratio <= VAMP_OVER_NORMAL_BOUND, f"vamp evaluation {ratio:.2f}x normal's (bound {VAMP_OVER_NORMAL_BOUND})"
+
+
 PEAK_SCRIPT = """
 import sys
 from pathlib import Path

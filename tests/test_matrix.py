@@ -1,4 +1,5 @@
-"""Every (preset) x prior x likelihood from the registry: each combination the resolver accepts
+"""Every (preset, or encoder in no preset) x prior x likelihood from the registry: each
+combination the resolver accepts
 trains one step and evaluates with K=2 to a finite NLL; each it refuses is a one-line usage
 error."""
 
@@ -16,13 +17,16 @@ from vaereg_harness.data import Dataset
 from vaereg_harness.evaluate import evaluate
 from vaereg_harness.train import TrainConfig
 
-BUILT_IN = {"gaussian", "vq", "pixelcnn", "hierarchical", "nvae"}
+BUILT_IN = {"gaussian", "vq", "pixelcnn", "hierarchical", "nvae", "mixtures", "flows"}
 SMALL = {"encoder": {"width": 8}, "decoder": {"width": 8}, "likelihood": {"width": 8, "features": 8, "layers": 2}}
 
 
 def combos() -> list[str]:
     registry = get_registry()
     presets = sorted(n for n, p in registry.presets.items() if p.plugin in BUILT_IN)
+    in_presets = {p.slots["encoder"] for p in registry.presets.values()}
+    presets += sorted(f"gaussian+encoder={n}" for n, e in registry.parts["encoder"].items()
+                      if e.plugin in BUILT_IN and n not in in_presets)
     priors = [None] + sorted(n for n, e in registry.parts["prior"].items() if e.plugin in BUILT_IN)
     likelihoods = sorted(n for n, e in registry.parts["likelihood"].items() if e.plugin in BUILT_IN)
     return [f"{preset}{f'+prior={prior}' if prior else ''}+likelihood={likelihood}"
@@ -43,8 +47,9 @@ def options_for(text: str, tiny) -> dict:
     combo = resolve(text, tiny.spec)
     fields = {slot: {k: v for k, v in SMALL.get(slot, {}).items() if hasattr(combo.configs[slot], k)}
               for slot in ("encoder", "decoder", "likelihood") if slot not in combo.coupled}
-    if combo.parts["prior"].name == "pixelcnn":
-        fields["prior"] = {"width": 8, "layers": 2}
+    prior = combo.parts["prior"].name
+    fields["prior"] = {"pixelcnn": {"width": 8, "layers": 2}, "vamp": {"pseudo_inputs": 5}, "gmm": {"components": 2},
+                       "flow": {"hidden": 8}}.get(prior, {}) if "prior" not in combo.coupled else {}
     return fields
 
 

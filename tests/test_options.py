@@ -15,7 +15,7 @@ from vaereg.registry import get_registry
 from vaereg_harness.cli import main
 
 DIGITS = DataSpec("digits", 1, 8, 8, 17)
-BUILT_IN = {"gaussian", "vq", "pixelcnn", "hierarchical", "nvae"}
+BUILT_IN = {"gaussian", "vq", "pixelcnn", "hierarchical", "nvae", "mixtures", "flows"}
 
 
 def home_combo(slot: str, name: str) -> str | None:

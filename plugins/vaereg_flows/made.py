@@ -1,0 +1,50 @@
+"""MADE (Germain et al. 2015): a masked MLP whose outputs for dimension i depend only on the
+inputs before i in a fixed order, the conditioner of both autoregressive flows here. A context
+vector (an encoder's features, a class embedding) enters the first hidden layer unmasked."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class MaskedLinear(nn.Linear):
+    def __init__(self, n_in: int, n_out: int, mask: Tensor):
+        super().__init__(n_in, n_out)
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.linear(x, self.weight * self.mask, self.bias)
+
+
+class MADE(nn.Module):
+    """``z [N, D]`` (and a context ``[N, context_dim]``) -> ``(shift, scale) [N, D]`` each, where
+    output i sees only inputs earlier in the order (``reverse`` runs it from the last dimension
+    down, so stacked steps alternate). The last layer starts at zero: an identity step."""
+
+    def __init__(self, dim: int, hidden: int, context_dim: int = 0, reverse: bool = False):
+        super().__init__()
+        self.dim = dim
+        order = torch.arange(dim, 0, -1) if reverse else torch.arange(1, dim + 1)
+        hidden_degree = torch.arange(hidden) % max(dim - 1, 1) + 1
+        self.order = order
+        first = (hidden_degree[:, None] >= order[None]).float()
+        middle = (hidden_degree[:, None] >= hidden_degree[None]).float()
+        last = (order[:, None] > hidden_degree[None]).float().repeat(2, 1)
+        self.layers = nn.ModuleList([MaskedLinear(dim, hidden, first), MaskedLinear(hidden, hidden, middle),
+                                     MaskedLinear(hidden, 2 * dim, last)])
+        self.context = nn.Linear(context_dim, hidden) if context_dim else None
+        nn.init.zeros_(self.layers[-1].weight)
+        nn.init.zeros_(self.layers[-1].bias)
+
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = self.layers[0](z)
+        if self.context is not None:
+            h = h + self.context(context)
+        h = self.layers[1](torch.relu(h))
+        shift, scale = self.layers[2](torch.relu(h)).chunk(2, dim=1)
+        return shift, scale
+
+    def positions(self) -> list[int]:
+        """Dimensions in the order they are generated."""
+        return torch.argsort(self.order).tolist()
