@@ -146,3 +146,41 @@ def test_misfits_are_one_line_usage_errors(tmp_path):
         proc = vaereg_cli("eval", "--combo", combo, "--no-fid", cwd=tmp_path, check=False)
         errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
         assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_conditional_mixture_weights_and_flow_depend_on_the_label():
+    labelled = DataSpec("digits", 1, 8, 8, 17, classes=3)
+    mog = LearnedMixture(labelled, continuous(2), MixtureConfig(components=4))
+    with torch.no_grad():
+        mog.class_logits.weight.copy_(torch.randn(3, 4) * 2)
+    z = torch.randn(6, 2)
+    for y in range(3):
+        context = Context(label=torch.full((6,), y))
+        reference = MixtureSameFamily(Categorical(logits=mog.logits + mog.class_logits.weight[y]),
+                                      Independent(Normal(mog.means, mog.log_stds.exp()), 1))
+        assert torch.allclose(mog.log_prob(z, context), reference.log_prob(z), atol=1e-5)
+    flow = randomised(FlowPrior(labelled, continuous(1), FlowConfig(steps=2, hidden=8)))
+    grid = torch.linspace(-60, 60, 100001)[:, None]
+    densities = []
+    for y in range(3):
+        density = flow.log_prob(grid, Context(label=torch.full((grid.shape[0],), y))).exp()
+        assert abs(torch.trapezoid(density, grid[:, 0]).item() - 1) < 1e-3
+        densities.append(flow.log_prob(grid[::1000], Context(label=torch.full((101,), y))))
+    assert not torch.allclose(densities[0], densities[1])
+
+
+@pytest.mark.parametrize("options", [{"prior": {"fit": "posthoc"}}, {}])
+def test_a_posthoc_prior_leaves_stage_one_as_a_plain_gaussian_run(digits, tmp_path, options):
+    from vaereg_harness.api import RunConfig, create_model, train_model
+    from vaereg_harness.train import TrainConfig
+
+    config = RunConfig(train=TrainConfig(epochs=1, prior_epochs=1, batch_size=256, seed=2, device="cpu"))
+    text = "gaussian+prior=flow" if options else "gaussian+prior=gmm"
+    fitted = create_model(text, digits, options, config)
+    reports, _ = train_model(fitted, digits, config, tmp_path / "a", progress=False)
+    plain = create_model("gaussian", digits, {}, config)
+    train_model(plain, digits, config, tmp_path / "b", progress=False)
+    assert [r.stage for r in reports] == ["autoencoder", "prior"] and fitted.prior_fitted
+    for name, value in plain.state_dict().items():
+        if name != "_extra_state":
+            assert torch.equal(value, fitted.state_dict()[name]), name

@@ -65,7 +65,10 @@ class VAE(nn.Module):
         if "decoder" not in combo.coupled:
             self.decoder = parts["decoder"].cls(data, latent, cfg["decoder"], out_channels=out_channels)
         if "prior" not in combo.coupled:
-            self.prior = parts["prior"].cls(data, latent, cfg["prior"])
+            # a prior fitted after the autoencoder must not change how the autoencoder trains:
+            # its initialisation leaves the random stream as it found it
+            with torch.random.fork_rng(devices=[], enabled=combo.fitting != "joint"):
+                self.prior = parts["prior"].cls(data, latent, cfg["prior"])
         self.prior.attach(self.encoder)
         self.stand_in: Prior | None = None
         if combo.fitting != "joint":

@@ -26,7 +26,9 @@ class MADE(nn.Module):
         super().__init__()
         self.dim = dim
         order = torch.arange(dim, 0, -1) if reverse else torch.arange(1, dim + 1)
-        hidden_degree = torch.arange(hidden) % max(dim - 1, 1) + 1
+        # hidden unit degrees 0..D-1: a unit of degree d sees inputs up to d (degree 0: the
+        # context alone, so even the first dimension's outputs can depend on it)
+        hidden_degree = torch.arange(hidden) % dim
         self.order = order
         first = (hidden_degree[:, None] >= order[None]).float()
         middle = (hidden_degree[:, None] >= hidden_degree[None]).float()

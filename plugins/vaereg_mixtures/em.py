@@ -25,9 +25,10 @@ class Mixture:
 
     def component_log_probs(self, z: Tensor) -> Tensor:
         """log pi_k + log N(z; mu_k, Sigma_k) ``[N, K]``."""
-        chol = torch.linalg.cholesky(self.covariances)
-        diff = (z[:, None] - self.means[None]).unsqueeze(-1)  # [N, K, D, 1]
-        solved = torch.linalg.solve_triangular(chol[None], diff, upper=False).squeeze(-1)
+        chol = torch.linalg.cholesky(self.covariances)  # Sigma_k = L_k L_k^T
+        eye = torch.eye(chol.shape[-1], dtype=chol.dtype, device=chol.device).expand_as(chol)
+        inverse = torch.linalg.solve_triangular(chol, eye, upper=False)  # L_k^-1, once per component
+        solved = torch.einsum("kde,nke->nkd", inverse, z[:, None] - self.means[None])  # L_k^-1 (z - mu_k)
         log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
         d = z.shape[1]
         return -0.5 * (solved.square().sum(-1) + log_det + d * math.log(2 * math.pi)) + self.weights.log()
