@@ -53,7 +53,7 @@ def test_unknown_option_lists_the_known_ones():
         (["eval", "--combo", "gaussian", "--set", "objective.bogus=1"], "objective has no option 'bogus'"),
         (["eval", "--combo", "gaussian", "--set", "beta"], "should look like GROUP.NAME=VALUE"),
         (["eval", "--combo", "gaussian", "--dataset", "mnist", "--data-root", "nowhere"],
-         "expected train-images-idx3-ubyte"),
+         "train-images-idx3-ubyte is missing"),
         (["eval", "--combo", "gaussian", "--epochs", "0"], "--epochs"),
         (["sample", "missing.pt"], "no checkpoint at missing.pt"),
     ],

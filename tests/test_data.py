@@ -1,5 +1,6 @@
 """Data loaders read small files they wrote in the real formats."""
 
+import gzip
 import struct
 
 import numpy as np
@@ -12,9 +13,72 @@ from vaereg_harness.data import DIGITS_TRAIN, load_dataset
 
 
 def write_idx(path, array: np.ndarray) -> None:
-    """The IDX format of the MNIST files: zero bytes, type 0x08 (uint8), rank, big-endian dims, data."""
+    """The IDX format of the MNIST files: zero bytes, type 0x08 (uint8), rank, big-endian dims,
+    data; gzipped when the name ends in .gz, as the files are shipped."""
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
+    data = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+
+
+def idx_folder(root, layout: str, gz: bool, name: str = "FashionMNIST"):
+    """The four files, flat in ``root`` (as Debian ships them) or in torchvision's layout."""
+    folder = root if layout == "flat" else root / name / "raw"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(2)
+    images = {"train": rng.integers(0, 256, (12, 28, 28)), "t10k": rng.integers(0, 256, (5, 28, 28))}
+    suffix = ".gz" if gz else ""
+    for split, x in images.items():
+        write_idx(folder / f"{split}-images-idx3-ubyte{suffix}", x)
+        write_idx(folder / f"{split}-labels-idx1-ubyte{suffix}", np.arange(len(x)) % 10)
+    return folder, images
+
+
+@pytest.mark.parametrize("gz", [True, False])
+@pytest.mark.parametrize("layout", ["flat", "torchvision"])
+def test_fashion_mnist_reads_idx_files_as_shipped(tmp_path, layout, gz):
+    _, images = idx_folder(tmp_path, layout, gz)
+    data = load_dataset("fashion-mnist", tmp_path)
+    assert (data.spec.channels, data.spec.height, data.spec.width, data.spec.intensities) == (1, 28, 28, 256)
+    assert torch.equal(data.test[:, 0], torch.from_numpy(images["t10k"].astype(np.uint8)))
+    assert data.train_labels.tolist() == [i % 10 for i in range(12)]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda b: b"\x00\x00\x09\x03" + b[4:], r"not an IDX file of 3-dimensional unsigned bytes \(magic 00000903"),
+        (lambda b: b[:-10], r"holds 9398 bytes of data, but its header says 12x28x28 = 9408"),
+        (lambda b: b[:10], r"ends inside its IDX header"),
+    ],
+)
+def test_a_damaged_idx_file_is_named_in_one_line(tmp_path, damage, message):
+    folder, _ = idx_folder(tmp_path, "flat", gz=False)
+    path = folder / "train-images-idx3-ubyte"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(UsageError, match=message) as err:
+        load_dataset("fashion-mnist", tmp_path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_truncated_gzip_file_is_named(tmp_path):
+    folder, _ = idx_folder(tmp_path, "flat", gz=True)
+    path = folder / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:15])
+    with pytest.raises(UsageError, match="t10k-labels-idx1-ubyte.gz cannot be read as an IDX file"):
+        load_dataset("fashion-mnist", tmp_path)
+
+
+def test_eval_images_scores_a_fixed_recorded_subset(digits, tmp_path):
+    from tests.conftest import vaereg_cli
+    from vaereg_harness.results import read_results
+
+    a, b = digits.test_subset(50), digits.test_subset(50)
+    assert a.test.shape[0] == 50 and torch.equal(a.test, b.test) and not torch.equal(a.test, digits.test[:50])
+    assert digits.test_subset(10_000) is digits
+    vaereg_cli("eval", "--combo", "gaussian-mlp", "--epochs", "1", "--iw-samples", "4", "--eval-images", "50",
+               "--no-fid", "--quiet", cwd=tmp_path)
+    (row,) = read_results(tmp_path / "vaereg-results").to_pylist()
+    assert row["eval_images"] == 50
 
 
 @pytest.fixture
@@ -46,7 +110,8 @@ def test_binarized_mnist_is_binary_dynamic_in_training_and_fixed_in_test(mnist_r
 
 
 def test_missing_files_say_where_they_are_expected(tmp_path):
-    with pytest.raises(UsageError, match=rf"expected train-images-idx3-ubyte.* in {tmp_path}/MNIST/raw"):
+    expected = rf"train-images-idx3-ubyte is missing; expected .* in {tmp_path} or {tmp_path}/MNIST/raw"
+    with pytest.raises(UsageError, match=expected):
         load_dataset("mnist", tmp_path)
 
 

@@ -46,6 +46,7 @@ class RunConfig:
     iw_samples: Annotated[int, Range(1, 1_000_000)] = 1000
     iw_chunk: Annotated[int, Range(1, 65536)] = 128
     fid_samples: Annotated[int, Range(2, 1_000_000)] = 1000
+    eval_images: Annotated[int, Range(1, 100_000_000)] | None = None  # a fixed subset of the test split
 
     def objective_for(self, combo: Combo) -> ObjectiveConfig:
         """The parts' objective defaults (NVAE's warm-up), overridden by the user's options,
@@ -145,7 +146,8 @@ def evaluate_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, r
     """Evaluate a trained model on the test split into a results row (not yet written).
     ``fid``: how to compute FID, or a note saying why there is none, or None when not asked."""
     cuda = next(model.parameters()).device.type == "cuda"
-    result = evaluate(model, data, config.iw_samples, config.iw_chunk, progress)
+    scored = data.test_subset(config.eval_images)
+    result = evaluate(model, scored, config.iw_samples, config.iw_chunk, progress)
     quality = sample_quality(model, data, fid, config.fid_samples, run_dir(out, data, model.combo.text,
                                                                           config.train.seed))
     seconds = sum(r.seconds for r in reports)
@@ -161,6 +163,7 @@ def evaluate_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, r
         device=str(next(model.parameters()).device),
         epochs=config.train.epochs,
         condition="label" if data.spec.classes else None,
+        eval_images=scored.test.shape[0] if scored is not data else None,
         nelbo_nats=result.nelbo_nats,
         nll_nats=result.nll_nats,
         nll_bpd=result.nll_bpd,

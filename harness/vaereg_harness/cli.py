@@ -44,7 +44,8 @@ def run_options(command):
         click.option("--dataset", default="digits", show_default=True,
                      help=f"One of {', '.join(DATASET_NAMES)}, or folder:PATH."),
         click.option("--data-root", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
-                     help="Where torchvision data sets live."),
+                     help="Where data files live: MNIST / Fashion-MNIST IDX files (gzipped or not, flat or in "
+                          "torchvision's <Name>/raw), CIFAR-10 in torchvision's layout."),
         click.option("--download/--no-download", default=False, help="Fetch a torchvision data set (needs a network)."),
         click.option("--condition", type=click.Choice(["label"]), default=None,
                      help="Condition every part on the class label (a conditional VAE); the NLL is -log p(x | y)."),
@@ -110,6 +111,9 @@ def main() -> None:
               help="Importance samples per test image for the NLL.")
 @click.option("--iw-chunk", type=click.IntRange(min=1), default=128, show_default=True,
               help="Importance samples per forward pass (bounds memory).")
+@click.option("--eval-images", type=click.IntRange(min=1), default=None,
+              help="Score the NLL and ELBO on a fixed subset of this many test images (a seed-0 choice, "
+                   "recorded in the row) [the whole test split].")
 @click.option("--results", type=click.Path(path_type=Path), default=Path("vaereg-results"), show_default=True,
               help="Parquet dataset the rows are appended to.")
 @click.option("--fid/--no-fid", default=True, show_default=True,
@@ -121,12 +125,12 @@ def main() -> None:
                    "a classifier trained on the data set's labels.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
               help="Where feature extractors and reference statistics are cached [$VAEREG_CACHE or ~/.cache/vaereg].")
-def eval_command(combos, data, train_config, grouped, out, resume, quiet, iw_samples, iw_chunk, results,
-                 fid, fid_samples, inception_weights, cache_dir):
+def eval_command(combos, data, train_config, grouped, out, resume, quiet, iw_samples, iw_chunk, eval_images,
+                 results, fid, fid_samples, inception_weights, cache_dir):
     """Train every stage of each combo, evaluate it on the test split (NLL, FID), save sample and
     reconstruction grids under --out and append a results row."""
     config = RunConfig(train=train_config, objective=grouped.get("objective", {}), iw_samples=iw_samples,
-                       iw_chunk=iw_chunk, fid_samples=fid_samples)
+                       iw_chunk=iw_chunk, fid_samples=fid_samples, eval_images=eval_images)
     options = checked(combos, data, grouped, config)
     protocol = protocol_for(data, cache_dir or default_cache_dir(), inception_weights) if fid else None
     if isinstance(protocol, str):

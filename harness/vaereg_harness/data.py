@@ -1,5 +1,6 @@
-"""Data sets as uint8 level tensors: the embedded digits, torchvision's image sets from a local
-root, and folders of images. Nothing here touches the network unless ``download`` is asked."""
+"""Data sets as uint8 intensity tensors: the embedded digits, MNIST and Fashion-MNIST from their
+IDX files as shipped, CIFAR-10 through torchvision, and folders of images. Nothing here
+touches the network unless ``download`` is asked."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torch import Tensor
 
 from vaereg import Context, DataSpec, UsageError
 from vaereg.model import Batch
+from vaereg_harness.idx import find_idx, read_idx
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 DIGITS_TRAIN = 1437  # digits: images [0, 1437) train, [1437, 1797) test (80/20, sklearn's order)
@@ -45,6 +47,15 @@ class Dataset:
     def batch(self, stored: Tensor, labels: Tensor | None, *, train: bool) -> Batch:
         return Batch(self.to_model(stored, train=train), self.context(labels))
 
+    def test_subset(self, n: int | None) -> Dataset:
+        """This data set with ``n`` test images, a fixed subset (seed-0 permutation, kept in
+        order), or as it is for None or ``n`` at least the split's size."""
+        if n is None or n >= self.test.shape[0]:
+            return self
+        keep = torch.randperm(self.test.shape[0], generator=torch.Generator().manual_seed(0))[:n].sort().values
+        labels = None if self.test_labels is None else self.test_labels[keep]
+        return dataclasses.replace(self, test=self.test[keep], test_labels=labels)
+
     def conditioned(self, on: str | None) -> Dataset:
         """This data set with the model conditioned on ``on`` (``"label"``), or as it is for None."""
         if on is None:
@@ -71,6 +82,8 @@ def load_dataset(name: str, root: str | Path = "data", download: bool = False) -
         return _digits()
     if name.startswith("folder:"):
         return load_folder(Path(name.removeprefix("folder:")))
+    if name in IDX_SETS:
+        return _idx_set(name, Path(root), download)
     if name in TORCHVISION_SETS:
         return _torchvision(name, Path(root), download)
     raise UsageError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}, folder:PATH")
@@ -87,14 +100,46 @@ def _digits() -> Dataset:
     return Dataset(spec, images[:cut], images[cut:], labels[:cut], labels[cut:])
 
 
+# name -> torchvision class, also the folder torchvision keeps its files in under the root
+IDX_SETS = {"mnist": "MNIST", "binarized-mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 # name -> (torchvision class, folder torchvision expects under the root, files it needs)
-TORCHVISION_SETS = {
-    "mnist": ("MNIST", "MNIST/raw", "train-images-idx3-ubyte, t10k-images-idx3-ubyte and labels"),
-    "binarized-mnist": ("MNIST", "MNIST/raw", "train-images-idx3-ubyte, t10k-images-idx3-ubyte and labels"),
-    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw", "train-images-idx3-ubyte, t10k-images-idx3-ubyte and labels"),
-    "cifar10": ("CIFAR10", "cifar-10-batches-py", "data_batch_1..5 and test_batch"),
-}
-DATASET_NAMES = ("digits", *TORCHVISION_SETS)
+TORCHVISION_SETS = {"cifar10": ("CIFAR10", "cifar-10-batches-py", "data_batch_1..5 and test_batch")}
+DATASET_NAMES = ("digits", *IDX_SETS, *TORCHVISION_SETS)
+
+
+def _idx_set(name: str, root: Path, download: bool) -> Dataset:
+    """The four IDX files as shipped: gzipped or not, flat in ``root`` or in torchvision's
+    ``root/<Folder>/raw`` (``--download`` fetches them there through torchvision)."""
+    folder = IDX_SETS[name]
+    paths = [find_idx(root, folder, stem) for stem in IDX_FILES]
+    if None in paths and download:
+        import torchvision.datasets as tvd
+
+        for split in (True, False):
+            getattr(tvd, folder)(str(root), train=split, download=True)
+        paths = [find_idx(root, folder, stem) for stem in IDX_FILES]
+    if None in paths:
+        missing = IDX_FILES[paths.index(None)]
+        raise UsageError(
+            f"{name} not found: {missing} is missing; expected {', '.join(IDX_FILES)} (each raw or .gz) in "
+            f"{root} or {root / folder / 'raw'}; point --data-root at the folder holding them, or pass "
+            f"--download on a machine with a network"
+        )
+    x_train, y_train, x_test, y_test = (read_idx(p, 3 if "images" in p.name else 1) for p in paths)
+    for images, labels, split in ((x_train, y_train, "train"), (x_test, y_test, "t10k")):
+        if images.shape[0] != labels.shape[0]:
+            raise UsageError(f"{name}: {split} has {images.shape[0]} images but {labels.shape[0]} labels; "
+                             f"the IDX files do not belong together")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise UsageError(f"{name}: train images are {x_train.shape[1:]} but test images {x_test.shape[1:]}")
+    train, test = (torch.from_numpy(x.copy()).unsqueeze(1) for x in (x_train, x_test))
+    labels_train, labels_test = (torch.from_numpy(y.astype(np.int64)) for y in (y_train, y_test))
+    binarize = name == "binarized-mnist"
+    if binarize:  # a fixed binarization of the test split; training batches are binarized afresh
+        test = torch.bernoulli(test.float() / 255, generator=torch.Generator().manual_seed(0)).to(torch.uint8)
+    spec = DataSpec(name, 1, train.shape[2], train.shape[3], 2 if binarize else 256)
+    return Dataset(spec, train, test, labels_train, labels_test, binarize=binarize)
 
 
 def _torchvision(name: str, root: Path, download: bool) -> Dataset:
@@ -119,11 +164,7 @@ def _torchvision(name: str, root: Path, download: bool) -> Dataset:
 
     x_train, x_test = images(train), images(test)
     channels, height, width = x_train.shape[1:]
-    binarize = name == "binarized-mnist"
-    if binarize:  # a fixed binarization of the test split; training batches are binarized afresh
-        x_test = torch.bernoulli(x_test.float() / 255, generator=torch.Generator().manual_seed(0)).to(torch.uint8)
-    spec = DataSpec(name, channels, height, width, 2 if binarize else 256)
-    return Dataset(spec, x_train, x_test, labels(train), labels(test), binarize=binarize)
+    return Dataset(DataSpec(name, channels, height, width, 256), x_train, x_test, labels(train), labels(test))
 
 
 def load_folder(path: Path) -> Dataset:

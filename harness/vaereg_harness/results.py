@@ -38,6 +38,7 @@ class Row:
     device: str
     epochs: int
     condition: str | None = None  # "label": the NLL is -log p(x | y)
+    eval_images: int | None = None  # --eval-images: the NLL and ELBO are over this fixed test subset
     nelbo_nats: float | None = None
     nll_nats: float | None = None
     nll_bpd: float | None = None
