@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,41 @@ def test_extractor_hash_is_of_the_weights_not_the_file(protocol, tmp_path):
     torch.save(torch.load(protocol.extractor.weights, weights_only=True), copy)
     assert weights_hash(copy) == protocol.extractor.digest
     assert file_hash(copy) != file_hash(protocol.extractor.weights)  # the archive records its own name
+
+
+def test_the_classifier_trains_a_fixed_number_of_steps_whatever_the_data_size():
+    from vaereg_harness.classifier import train_classifier
+
+    steps = []
+    images = torch.randint(0, 256, (100, 1, 8, 8), dtype=torch.uint8)  # 2 batches of 64 per epoch
+    labels = torch.arange(100) % 3
+    real = torch.optim.Adam.step
+
+    def counting(self, *args, **kwargs):
+        steps.append(1)
+        return real(self, *args, **kwargs)
+
+    torch.optim.Adam.step = counting
+    try:
+        train_classifier(images, labels, steps=5)
+        assert len(steps) == 5  # across three epochs, the last cut short
+        steps.clear()
+        train_classifier(torch.cat([images] * 50), torch.cat([labels] * 50), steps=5)
+        assert len(steps) == 5  # fifty times the data: the same budget
+    finally:
+        torch.optim.Adam.step = real
+
+
+def test_the_row_records_the_extractor_accuracy_and_the_fid_phases(tmp_path):
+    vaereg_cli("eval", "--combo", "gaussian-mlp", "--epochs", "1", "--iw-samples", "2", "--fid-samples", "100",
+               "--fid-extractor", "classifier", "--quiet", cwd=tmp_path)
+    (row,) = read_results(tmp_path / "vaereg-results").to_pylist()
+    assert row["fid_extractor_accuracy"] >= 0.9 and row["fid_extractor_seconds"] >= 0 and row["fid_seconds"] > 0
+
+
+def test_insisting_on_inception_without_its_weights_exits_2(tmp_path):
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "empty-hub"))
+    proc = vaereg_cli("eval", "--combo", "gaussian", "--fid-extractor", "inception", cwd=tmp_path, env=env,
+                      check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "no Inception weights found" in errors[0], proc.stderr

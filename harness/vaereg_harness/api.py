@@ -135,9 +135,11 @@ def sample_quality(model: VAE, data: Dataset, fid: FIDProtocol | str | None, n: 
     }
     if isinstance(fid, FIDProtocol):
         quality.update(fid=fid.score(samples[:n]), fid_extractor=fid.extractor.describe(), fid_samples=n,
-                       fid_reference=fid.reference, fid_floor=fid.floor)
+                       fid_reference=fid.reference, fid_floor=fid.floor,
+                       fid_extractor_accuracy=fid.extractor.accuracy, fid_extractor_seconds=fid.extractor.seconds)
         if labels is not None:
             quality["condition_accuracy"] = fid.label_accuracy(samples[:n], labels[:n])
+        quality["fid_seconds"] = time.perf_counter() - began
     return quality
 
 

@@ -4,6 +4,7 @@ FID feature extractor where Inception weights are not available (an offline mach
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from tqdm import tqdm
 
 from vaereg_harness.data import Dataset, safe_name
 from vaereg_harness.files import atomic_write
@@ -67,31 +69,55 @@ def as_uint8(images01: Tensor) -> Tensor:
     return (images01.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
 
 
-def train_classifier(images: Tensor, labels: Tensor, *, epochs: int = 30, seed: int = 0) -> Classifier:
-    """Fit on uint8 ``images`` and ``labels`` with Adam; seeded apart from the caller's RNG."""
+#: Optimiser steps of batch 64, whatever the data size: 30 epochs of the 1437 digits, under one
+#: epoch of MNIST's 60000 images (about 2 minutes on 2 CPU cores at 28x28).
+STEPS = 690
+
+
+def train_classifier(images: Tensor, labels: Tensor, *, steps: int = STEPS, seed: int = 0,
+                     device: torch.device | str = "cpu", progress: bool = False) -> Classifier:
+    """Fit on uint8 ``images`` and ``labels`` with Adam for ``steps`` steps of batch 64 (epochs
+    of shuffled batches, the last cut short), on ``device``; seeded apart from the caller's RNG."""
     config = ClassifierConfig(images.shape[1], int(labels.max()) + 1)
-    with torch.random.fork_rng():
+    images, labels = images.to(device), labels.to(device)
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = Classifier(config)
+        net = Classifier(config).to(device)
         optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
         net.train()
-        for _ in range(epochs):
-            for idx in torch.randperm(images.shape[0]).split(64):
+        bar = tqdm(total=steps, desc="FID classifier", disable=not progress, file=sys.stderr, leave=False,
+                   unit="step")
+        done = 0
+        while done < steps:
+            for idx in torch.randperm(images.shape[0]).split(64)[: steps - done]:
+                idx = idx.to(device)
                 loss = F.cross_entropy(net(images[idx])[1], labels[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-    return net.eval()
+                done += 1
+                bar.update()
+        bar.close()
+    return net.cpu().eval()
 
 
-def cached_classifier(data: Dataset, cache_dir: Path) -> Path:
-    """The classifier for ``data``'s labelled training split, trained once and stored under a
-    key that includes the content hash of the images and labels."""
+@torch.no_grad()
+def accuracy(net: Classifier, images: Tensor, labels: Tensor) -> float:
+    """The fraction of uint8 ``images`` that ``net`` assigns to their ``labels``."""
+    hits = sum((net(chunk)[1].argmax(1) == y).sum().item()
+               for chunk, y in zip(images.split(4096), labels.split(4096), strict=True))
+    return hits / images.shape[0]
+
+
+def cached_classifier(data: Dataset, cache_dir: Path, device: torch.device | str = "cpu",
+                      progress: bool = False) -> Path:
+    """The classifier for ``data``'s labelled training split, trained once (on ``device``) and
+    stored under a key that includes the content hash of the images and labels."""
     train = as_uint8(data.to_model(data.train, train=False))
     key = content_hash(train, data.train_labels)[:16]
     path = Path(cache_dir) / "extractors" / f"{safe_name(data.spec.name)}-{key}.pt"
     if not path.is_file():
-        net = train_classifier(train, data.train_labels)
+        net = train_classifier(train, data.train_labels, device=device, progress=progress)
         atomic_write(path, lambda tmp: torch.save({"config": asdict(net.config), "state": net.state_dict()}, tmp))
     return path
 

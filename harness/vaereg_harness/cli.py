@@ -18,10 +18,10 @@ from vaereg.registry import get_registry
 from vaereg_harness import checkpoint
 from vaereg_harness.api import RunConfig, create_model, evaluate_combo, load_data, train_model
 from vaereg_harness.data import DATASET_NAMES
-from vaereg_harness.fid import default_cache_dir, protocol_for
+from vaereg_harness.fid import EXTRACTORS, default_cache_dir, protocol_for
 from vaereg_harness.images import save_grid
 from vaereg_harness.results import append_row, read_results
-from vaereg_harness.train import TrainConfig
+from vaereg_harness.train import TrainConfig, pick_device
 
 
 class Group(click.Group):
@@ -120,19 +120,26 @@ def main() -> None:
               help="FID of the samples against the test split (torch-fidelity).")
 @click.option("--fid-samples", type=click.IntRange(min=2), default=1000, show_default=True,
               help="Samples drawn for FID.")
+@click.option("--fid-extractor", type=click.Choice(EXTRACTORS), default="auto", show_default=True,
+              help="FID features: Inception (its weights here, or fetched with --download), a classifier trained "
+                   "on the data set's labels, or auto: Inception when its weights are here, else the classifier.")
 @click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
               help="torch-fidelity's Inception weights file; without it (and none in torch's cache) FID uses "
                    "a classifier trained on the data set's labels.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
               help="Where feature extractors and reference statistics are cached [$VAEREG_CACHE or ~/.cache/vaereg].")
 def eval_command(combos, data, train_config, grouped, out, resume, quiet, iw_samples, iw_chunk, eval_images,
-                 results, fid, fid_samples, inception_weights, cache_dir):
+                 results, fid, fid_samples, fid_extractor, inception_weights, cache_dir):
     """Train every stage of each combo, evaluate it on the test split (NLL, FID), save sample and
     reconstruction grids under --out and append a results row."""
     config = RunConfig(train=train_config, objective=grouped.get("objective", {}), iw_samples=iw_samples,
                        iw_chunk=iw_chunk, fid_samples=fid_samples, eval_images=eval_images)
     options = checked(combos, data, grouped, config)
-    protocol = protocol_for(data, cache_dir or default_cache_dir(), inception_weights) if fid else None
+    protocol = None
+    if fid:
+        protocol = protocol_for(data, cache_dir or default_cache_dir(), inception_weights, choice=fid_extractor,
+                                download=click.get_current_context().params["download"],
+                                device=pick_device(train_config.device), progress=not quiet)
     if isinstance(protocol, str):
         click.echo(f"note: {protocol}", err=True)
     rows = []

@@ -5,6 +5,7 @@ between the training and test splits under the same extractor)."""
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +19,7 @@ from vaereg import UsageError
 from vaereg_harness.classifier import (
     EXTRACTOR,
     ClassifierFeatures,
+    accuracy,
     as_uint8,
     cached_classifier,
     content_hash,
@@ -58,6 +60,8 @@ class Extractor:
     layer: str
     weights: Path
     digest: str
+    accuracy: float | None = None  # the classifier's on the test split; None for Inception
+    seconds: float = 0.0  # spent obtaining it in this run (training, or reading the cache)
 
     def describe(self) -> str:
         return f"{self.name}:{self.digest[:12]}"
@@ -136,16 +140,44 @@ class FIDProtocol:
         return self.fid(self.split("train"), self.split("test"), self.cache_key("test"), self.cache_key("train"))
 
 
-def protocol_for(data: Dataset, cache_dir: Path, inception: Path | None = None) -> FIDProtocol | str:
-    """Inception when its weights are here, else a classifier on the data's labels; without
-    either, a note saying why there is no FID."""
-    weights = inception_weights(inception)
+EXTRACTORS = ("auto", "inception", "classifier")
+
+
+def fetch_inception() -> Path:
+    """torch-fidelity downloads Inception's weights into torch's hub cache (needs a network)."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    try:
+        FeatureExtractorInceptionV3(INCEPTION, ["2048"])
+    except Exception as exc:  # no network, a proxy, a full disk: say so in one line
+        raise UsageError(f"--download could not fetch Inception's weights ({type(exc).__name__}: {exc}); "
+                         f"give --inception-weights PATH or --fid-extractor classifier") from None
+    return inception_weights(None)
+
+
+def protocol_for(data: Dataset, cache_dir: Path, inception: Path | None = None, *, choice: str = "auto",
+                 download: bool = False, device: torch.device | str = "cpu", progress: bool = False
+                 ) -> FIDProtocol | str:
+    """The FID protocol for ``data``. ``choice`` ``auto``: Inception when its weights are here
+    (or fetched with ``download``), else a classifier trained on the data's labels (on
+    ``device``, cached); ``inception`` or ``classifier`` insist. Without either, a note saying
+    why there is no FID."""
+    began = time.perf_counter()
+    weights = inception_weights(inception) if choice != "classifier" else None
+    if weights is None and choice != "classifier" and download:
+        weights = fetch_inception()
+    if weights is None and choice == "inception":
+        raise UsageError(f"--fid-extractor inception: no Inception weights found; give --inception-weights PATH "
+                         f"({INCEPTION_FILE}), or --download on a machine with a network")
     if weights is not None:
         extractor = Extractor(INCEPTION, "2048", weights, file_hash(weights))
     elif data.train_labels is not None:
-        path = cached_classifier(data, cache_dir)
-        extractor = Extractor(EXTRACTOR, "penultimate", path, weights_hash(path))
+        path = cached_classifier(data, cache_dir, device, progress)
+        test = as_uint8(data.to_model(data.test, train=False))
+        extractor = Extractor(EXTRACTOR, "penultimate", path, weights_hash(path),
+                              accuracy=accuracy(load_classifier(path), test, data.test_labels))
     else:
         return (f"no FID: {data.spec.name} has no labels to train a feature extractor on and no Inception "
                 f"weights were found; give --inception-weights PATH ({INCEPTION_FILE})")
+    extractor.seconds = time.perf_counter() - began
     return FIDProtocol(data, extractor, Path(cache_dir))

@@ -59,6 +59,9 @@ class Row:
     fid_reference: str | None = None  # split:size
     fid_floor: float | None = None  # FID(train split, test split), same extractor
     fid_note: str | None = None  # why fid is null, when it is
+    fid_extractor_accuracy: float | None = None  # the classifier extractor's accuracy on the test split
+    fid_extractor_seconds: float | None = None  # obtaining the extractor in this run (0 when cached)
+    fid_seconds: float | None = None  # sampling and scoring FID (the floor included the first time)
     condition_accuracy: float | None = None  # conditional samples the FID classifier puts in their class
     samples_png: str | None = None
     reconstructions_png: str | None = None
