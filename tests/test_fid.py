@@ -5,6 +5,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch_fidelity
@@ -84,10 +85,12 @@ def test_eval_writes_fid_protocol_and_both_grids_per_combo(tmp_path):
         assert row["fid"] > 0 and row["fid_floor"] > 0 and row["fid"] > row["fid_floor"]
         assert row["fid_extractor"].startswith(f"{EXTRACTOR}:") and row["fid_samples"] == 300
         assert row["fid_reference"] == "test:360"
-        for key in ("samples_png", "reconstructions_png"):
+        for key in ("samples_png", "samples_mean_png", "reconstructions_png"):
             path = tmp_path / row[key]
             assert path.is_file() and Path(row[key]).parts[0] == "runs"
             assert Image.open(path).size[0] >= 8 * 32
+        sampled, mean = (np.asarray(Image.open(tmp_path / row[k])) for k in ("samples_png", "samples_mean_png"))
+        assert len(np.unique(sampled)) <= 18 < len(np.unique(mean))  # 17 intensities (and the border) vs means
     assert json.loads(rows[0]["config"])["fid_samples"] == 300
     assert len({r["samples_png"] for r in rows}) == 2
 

@@ -123,12 +123,16 @@ class VAE(nn.Module):
         return [p for p in self.parameters() if (id(p) in own) == prior]
 
     @torch.no_grad()
-    def sample(self, n: int, context: Context | None = None) -> Tensor:
+    def sample(self, n: int, context: Context | None = None, *, mean: bool = False) -> Tensor:
+        """``n`` images from the prior: pixels sampled from the likelihood, or with ``mean`` the
+        likelihood's mean image where it has one (else the sampled pixels)."""
         context = context or Context()
         prior = self.active_prior
         prior.prepare()
         z = prior.sample(n, context)
-        return self.likelihood.sample(self.decoder(self.encoder.embed(z, context), context), context)
+        params = self.decoder(self.encoder.embed(z, context), context)
+        means = self.likelihood.mean(params, context) if mean else None
+        return means if means is not None else self.likelihood.sample(params, context)
 
     @torch.no_grad()
     def reconstruct(self, batch: Batch) -> Tensor:

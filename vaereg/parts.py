@@ -231,6 +231,11 @@ class Likelihood(Part):
     def sample(self, params: Tensor, context: Context) -> Tensor:
         raise NotImplementedError
 
+    def mean(self, params: Tensor, context: Context) -> Tensor | None:
+        """The mean image in [0, 1] under ``params``, where one is cheap (grids show it beside the
+        sampled pixels); None for an autoregressive likelihood."""
+        return None
+
 
 def intensity_index(x: Tensor, intensities: int) -> Tensor:
     """Integer intensities of images given as ``intensity / (intensities - 1)``."""

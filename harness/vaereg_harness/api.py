@@ -103,26 +103,31 @@ def sample_context(data: Dataset, n: int, device: torch.device, per_class: int |
 
 
 @torch.no_grad()
-def draw_samples(model: VAE, data: Dataset, n: int, per_class: int | None = None,
+def draw_samples(model: VAE, data: Dataset, n: int, per_class: int | None = None, *, mean: bool = False,
                  chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``n`` samples on the CPU and their labels (None for an unconditional model)."""
+    """``n`` samples on the CPU (sampled pixels, or the likelihood's mean images) and their
+    labels (None for an unconditional model)."""
     device = next(model.parameters()).device
     context = sample_context(data, n, device, per_class)
-    samples = torch.cat([model.sample(min(chunk, n - i), context.select(slice(i, i + chunk))).cpu()
+    samples = torch.cat([model.sample(min(chunk, n - i), context.select(slice(i, i + chunk)), mean=mean).cpu()
                          for i in range(0, n, chunk)])
     return samples, None if context.label is None else context.label.cpu()
 
 
 def sample_quality(model: VAE, data: Dataset, fid: FIDProtocol | str | None, n: int, folder: Path) -> dict[str, Any]:
-    """Sampling speed, PNG grids of samples (one row per class for a conditional model) and of
-    test reconstructions (originals above), FID, and how often the FID classifier puts a
+    """Sampling speed; PNG grids of samples (one row per class for a conditional model) as
+    sampled pixels and as the likelihood's mean images for the same latents, and of test
+    reconstructions (originals above); FID, and how often the FID classifier puts a
     conditional sample in its class."""
     model.eval()
     began = time.perf_counter()
     samples, labels = draw_samples(model, data, max(n, 64) if isinstance(fid, FIDProtocol) else 64)
     seconds = time.perf_counter() - began
     rows = min(data.spec.classes, 16)
-    grid = draw_samples(model, data, 8 * rows, per_class=8)[0] if rows else samples[:64]
+    shown, per_class = (8 * rows, 8) if rows else (64, None)
+    with torch.random.fork_rng(devices=[]):  # the same latents for both grids
+        means = draw_samples(model, data, shown, per_class, mean=True)[0]
+    grid = draw_samples(model, data, shown, per_class)[0]
     device = next(model.parameters()).device
     labels16 = data.test_labels[:16].to(device) if data.spec.classes else None
     test = data.batch(data.test[:16].to(device), labels16, train=False)
@@ -130,6 +135,7 @@ def sample_quality(model: VAE, data: Dataset, fid: FIDProtocol | str | None, n: 
     quality: dict[str, Any] = {
         "sample_images_per_s": samples.shape[0] / seconds,
         "samples_png": str(save_grid(grid, folder / "samples.png", cols=8 if rows else None)),
+        "samples_mean_png": str(save_grid(means, folder / "samples-mean.png", cols=8 if rows else None)),
         "reconstructions_png": str(save_grid(pairs, folder / "reconstructions.png", cols=test.x.shape[0])),
         "fid_note": fid if isinstance(fid, str) else None,
     }

@@ -63,7 +63,9 @@ class Row:
     fid_extractor_seconds: float | None = None  # obtaining the extractor in this run (0 when cached)
     fid_seconds: float | None = None  # sampling and scoring FID (the floor included the first time)
     condition_accuracy: float | None = None  # conditional samples the FID classifier puts in their class
-    samples_png: str | None = None
+    samples_png: str | None = None  # pixels sampled from the likelihood
+    samples_mean_png: str | None = None  # the likelihood's mean images for the same latents (sampled pixels
+    #                                      where the likelihood has no cheap mean: PixelCNN)
     reconstructions_png: str | None = None
     status: str
     vaereg_version: str

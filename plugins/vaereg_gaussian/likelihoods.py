@@ -42,6 +42,9 @@ class Bernoulli(Likelihood):
     def sample(self, params: Tensor, context: Context) -> Tensor:
         return torch.bernoulli(torch.sigmoid(params.float()))
 
+    def mean(self, params: Tensor, context: Context) -> Tensor:
+        return torch.sigmoid(params.float())
+
 
 @dataclass
 class LogisticMixtureConfig:
@@ -94,6 +97,12 @@ class DiscretizedLogistic(Likelihood):
         k = torch.round((y + 1) / 2 * (self.intensities - 1)).clamp(0, self.intensities - 1)
         return k / (self.intensities - 1)
 
+    def mean(self, params: Tensor, context: Context) -> Tensor:
+        """The mixture's mean location per pixel, from [-1, 1] to [0, 1] (the edge bins' mass
+        beyond [-1, 1] is clipped, as in the discretisation)."""
+        logits, means, _ = self._split(params)
+        return ((logits.softmax(2) * means).sum(2).clamp(-1, 1) + 1) / 2
+
 
 class DequantizedGaussian(Likelihood):
     """A Gaussian density with learned variance over uniformly dequantized data
@@ -118,3 +127,6 @@ class DequantizedGaussian(Likelihood):
         y = mean + log_std.clamp(-7.0, 2.0).exp() * torch.randn_like(mean)
         k = torch.floor(y * self.intensities).clamp(0, self.intensities - 1)
         return k / (self.intensities - 1)
+
+    def mean(self, params: Tensor, context: Context) -> Tensor:
+        return params.float().chunk(2, dim=1)[0].clamp(0, 1)
