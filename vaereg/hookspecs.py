@@ -52,3 +52,13 @@ def register_kl(register):
         ``rule(q, p)`` returns KL(q || p) per latent dimension ``[B, *latent.shape]``. Types
         match exactly (no subclasses). Pairs nobody registers use the Monte-Carlo KL.
     """
+
+
+@hookspec
+def register_loggers(register):
+    """Register trackers by calling ``register(name, logger_class)``; ``--log NAME`` turns one on.
+
+    :param register: ``register(name: str, logger_class: type)``. The class follows
+        ``vaereg_harness.logs.Logger``: built with the run folder and the resolved run config,
+        fed one record per epoch (and per iteration of a non-gradient fit), closed at the end.
+    """

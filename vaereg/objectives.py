@@ -94,6 +94,9 @@ def training_loss(
         penalty = balanced(kl_per_level(latent, terms.kl))
     loss = (-log_px + config.kl_weight(progress) * penalty).mean() + terms.aux
     stats = {"loss": loss.detach(), "nelbo": (kl - log_px).mean().detach(), "kl": kl.mean().detach()}
+    if terms.kl is not None and latent.levels:
+        per_level = kl_per_level(latent, terms.kl).mean(0).detach()
+        stats.update({f"kl_z{i + 1}": value for i, value in enumerate(per_level)})
     stats.update({k: v.detach() for k, v in terms.stats.items()})
     return loss, stats
 

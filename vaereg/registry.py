@@ -60,6 +60,7 @@ class Registry:
     presets: dict[str, Preset] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     kl: KLTable = field(default_factory=KLTable)
+    loggers: dict[str, tuple[type, str]] = field(default_factory=dict)  # name -> (class, plugin)
 
     def add_part(self, name: str, cls: type[Part], *, plugin: str, version: str) -> None:
         slot = getattr(cls, "slot", None)
@@ -93,6 +94,18 @@ class Registry:
                 f"disable one with {DISABLE_ENV}={plugin}"
             )
         self.presets[name] = Preset(name, description, dict(slots), plugin, version)
+
+    def add_logger(self, name: str, cls: type, *, plugin: str) -> None:
+        if name in self.loggers:
+            raise VaeregError(f"logger {name!r} is registered by two plugins: {self.loggers[name][1]!r} and "
+                              f"{plugin!r}; disable one with {DISABLE_ENV}={plugin}")
+        self.loggers[name] = (cls, plugin)
+
+    def logger(self, name: str) -> type:
+        if name not in self.loggers:
+            known = ", ".join(sorted(self.loggers)) or "none"
+            raise UsageError(f"unknown logger {name!r} for --log; known loggers: {known}")
+        return self.loggers[name][0]
 
     def part(self, slot: str, name: str) -> PartEntry:
         try:
@@ -130,6 +143,8 @@ def build_registry(plugins: Iterable[tuple[str, object, str]]) -> Registry:
         )
     for impl in pm.hook.register_kl.get_hookimpls():
         impl.function(register=partial(registry.kl.register, plugin=impl.plugin_name))
+    for impl in pm.hook.register_loggers.get_hookimpls():
+        impl.function(register=partial(registry.add_logger, plugin=impl.plugin_name))
     return registry
 
 

@@ -29,10 +29,12 @@ from vaereg.combo import Combo, resolve
 from vaereg.config import from_dict, to_dict
 from vaereg.model import VAE
 from vaereg.objectives import ObjectiveConfig
+from vaereg.registry import get_registry
 from vaereg_harness.data import Dataset, load_dataset, safe_name
 from vaereg_harness.evaluate import evaluate
 from vaereg_harness.fid import FIDProtocol
 from vaereg_harness.images import save_grid
+from vaereg_harness.logs import MetricsLog
 from vaereg_harness.results import Row
 from vaereg_harness.train import StageReport, TrainConfig, Trainer, pick_device, seed_everything
 
@@ -85,11 +87,17 @@ def create_model(text: str, data: Dataset, options: dict[str, dict[str, Any]] | 
 
 
 def train_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, resume: bool = False,
-                progress: bool = True) -> tuple[list[StageReport], Path]:
-    """Train every stage the parts declare; the checkpoint goes under ``out``."""
-    path = run_dir(out, data, model.combo.text, config.train.seed) / "checkpoint.pt"
-    trainer = Trainer(model, data, config.train, config.objective_for(model.combo), path, progress)
-    return trainer.run(resume=resume), path
+                progress: bool = True, log: tuple[str, ...] = ()) -> tuple[list[StageReport], Path]:
+    """Train every stage the parts declare. The checkpoint and ``metrics.jsonl`` go to the run
+    folder under ``out``; ``log`` names more trackers (``tensorboard``, or a plugin's)."""
+    folder = run_dir(out, data, model.combo.text, config.train.seed)
+    described = {"combo": model.combo.text, "parts": model.combo.options(), **config.describe(model.combo)}
+    registry = get_registry()
+    loggers = [MetricsLog(folder, described, resume=resume)]
+    loggers += [registry.logger(name)(folder, described) for name in log]
+    trainer = Trainer(model, data, config.train, config.objective_for(model.combo), folder / "checkpoint.pt",
+                      progress, loggers)
+    return trainer.run(resume=resume), folder / "checkpoint.pt"
 
 
 def sample_context(data: Dataset, n: int, device: torch.device, per_class: int | None = None):
@@ -193,10 +201,11 @@ def evaluate_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, r
 
 
 def evaluate_combo(text: str, data: Dataset, options: dict[str, dict[str, Any]], config: RunConfig, out: Path, *,
-                   fid: FIDProtocol | str | None = None, resume: bool = False, progress: bool = True) -> Row:
+                   fid: FIDProtocol | str | None = None, resume: bool = False, progress: bool = True,
+                   log: tuple[str, ...] = ()) -> Row:
     """Create, train and evaluate one combo: what ``vaereg eval`` does for each ``--combo``."""
     model = create_model(text, data, options, config)
     if next(model.parameters()).device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    reports, _ = train_model(model, data, config, out, resume=resume, progress=progress)
+    reports, _ = train_model(model, data, config, out, resume=resume, progress=progress, log=log)
     return evaluate_model(model, data, config, out, reports=reports, fid=fid, progress=progress)

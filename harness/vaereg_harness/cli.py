@@ -66,6 +66,9 @@ def run_options(command):
                      help="Where checkpoints (and sample grids) go."),
         click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out if there is one."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
+        click.option("--log", "log", multiple=True, metavar="NAME",
+                     help="A tracker besides metrics.jsonl (always written next to the checkpoint): tensorboard, "
+                          "or one a plugin registers. Repeatable."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -90,9 +93,11 @@ def part_options(grouped: dict) -> dict:
     return {slot: values for slot, values in grouped.items() if slot in SLOTS}
 
 
-def checked(combos, data, grouped, config: RunConfig) -> dict:
-    """Every combo resolved and its options and objective checked before any work starts;
-    returns the part options."""
+def checked(combos, data, grouped, config: RunConfig, log: tuple[str, ...]) -> dict:
+    """Every combo resolved and its options, objective and loggers checked before any work
+    starts; returns the part options."""
+    for name in log:
+        get_registry().logger(name)
     options = part_options(grouped)
     for text in combos:
         config.objective_for(resolve(text, data.spec, options))
@@ -128,13 +133,13 @@ def main() -> None:
                    "a classifier trained on the data set's labels.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
               help="Where feature extractors and reference statistics are cached [$VAEREG_CACHE or ~/.cache/vaereg].")
-def eval_command(combos, data, train_config, grouped, out, resume, quiet, iw_samples, iw_chunk, eval_images,
+def eval_command(combos, data, train_config, grouped, out, resume, quiet, log, iw_samples, iw_chunk, eval_images,
                  results, fid, fid_samples, fid_extractor, inception_weights, cache_dir):
     """Train every stage of each combo, evaluate it on the test split (NLL, FID), save sample and
     reconstruction grids under --out and append a results row."""
     config = RunConfig(train=train_config, objective=grouped.get("objective", {}), iw_samples=iw_samples,
                        iw_chunk=iw_chunk, fid_samples=fid_samples, eval_images=eval_images)
-    options = checked(combos, data, grouped, config)
+    options = checked(combos, data, grouped, config, log)
     protocol = None
     if fid:
         protocol = protocol_for(data, cache_dir or default_cache_dir(), inception_weights, choice=fid_extractor,
@@ -144,7 +149,8 @@ def eval_command(combos, data, train_config, grouped, out, resume, quiet, iw_sam
         click.echo(f"note: {protocol}", err=True)
     rows = []
     for text in combos:
-        row = evaluate_combo(text, data, options, config, out, fid=protocol, resume=resume, progress=not quiet)
+        row = evaluate_combo(text, data, options, config, out, fid=protocol, resume=resume, progress=not quiet,
+                             log=log)
         append_row(results, row)
         rows.append(dataclasses.asdict(row))
     click.echo(format_table(rows))
@@ -153,13 +159,13 @@ def eval_command(combos, data, train_config, grouped, out, resume, quiet, iw_sam
 
 @main.command("train")
 @run_options
-def train_command(combos, data, train_config, grouped, out, resume, quiet):
-    """Train every stage of each combo and write its checkpoint (no evaluation)."""
+def train_command(combos, data, train_config, grouped, out, resume, quiet, log):
+    """Train every stage of each combo and write its checkpoint and metrics log (no evaluation)."""
     config = RunConfig(train=train_config, objective=grouped.get("objective", {}))
-    options = checked(combos, data, grouped, config)
+    options = checked(combos, data, grouped, config, log)
     for text in combos:
         model = create_model(text, data, options, config)
-        _, path = train_model(model, data, config, out, resume=resume, progress=not quiet)
+        _, path = train_model(model, data, config, out, resume=resume, progress=not quiet, log=log)
         click.echo(f"{text}: checkpoint {path}")
 
 
@@ -215,8 +221,9 @@ def plugins_command(as_json):
         ]
         presets = [{"name": p.name, "slots": p.slots, "description": p.description}
                    for p in registry.presets.values() if p.plugin == info.name]
+        loggers = sorted(name for name, (_, plugin) in registry.loggers.items() if plugin == info.name)
         listing.append({"name": info.name, "version": info.version, "error": info.error,
-                        "disabled": info.disabled, "parts": parts, "presets": presets})
+                        "disabled": info.disabled, "parts": parts, "presets": presets, "loggers": loggers})
     if as_json:
         click.echo(json.dumps({"plugin_api": PLUGIN_API, "plugins": listing}, indent=2))
         return
@@ -229,6 +236,8 @@ def plugins_command(as_json):
         for preset in plugin["presets"]:
             slots = " ".join(f"{k}={v}" for k, v in preset["slots"].items())
             click.echo(f"  preset     {preset['name']:<14} {slots}")
+        for name in plugin["loggers"]:
+            click.echo(f"  logger     {name:<14} --log {name}")
 
 
 @main.command("results")

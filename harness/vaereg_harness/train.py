@@ -22,6 +22,7 @@ from vaereg.model import VAE
 from vaereg.objectives import ObjectiveConfig, training_loss
 from vaereg_harness import checkpoint
 from vaereg_harness.data import Dataset
+from vaereg_harness.logs import Logger
 
 
 class TrainingDiverged(VaeregError):
@@ -168,6 +169,8 @@ class PriorFitStage(Stage):
             t.fit_history = self.model.prior.fit(latents, t.data.context(labels))
         self.model.prior_fitted = True
         t.reports[self.name].seconds += time.perf_counter() - began
+        for i, record in enumerate(t.fit_history):
+            t.log({"stage": self.name, "iteration": i + 1, "step": i + 1, **record})
         t.save(index, 1, None)
 
 
@@ -179,9 +182,9 @@ class Trainer:
     asked. ``forward`` is what computes the terms: the model, or a DDP / compiled wrapper of it."""
 
     def __init__(self, model: VAE, data: Dataset, config: TrainConfig, objective: ObjectiveConfig,
-                 checkpoint_path: Path, progress: bool = True):
+                 checkpoint_path: Path, progress: bool = True, loggers: list[Logger] | None = None):
         self.model, self.data, self.config, self.objective = model, data, config, objective
-        self.path, self.progress = checkpoint_path, progress
+        self.path, self.progress, self.loggers = checkpoint_path, progress, loggers or []
         self.device = next(model.parameters()).device
         if self.device.type == "cuda":
             model.to(memory_format=torch.channels_last)
@@ -199,10 +202,27 @@ class Trainer:
         start, epoch, opt_state = 0, 0, None
         if resume and self.path.is_file():
             start, epoch, opt_state = self._restore(checkpoint.load(self.path))
-        for index, stage in enumerate(self.stages[start:], start):
-            resumed = index == start
-            stage.run(index, epoch if resumed else 0, opt_state if resumed else None)
+        try:
+            for index, stage in enumerate(self.stages[start:], start):
+                resumed = index == start
+                stage.run(index, epoch if resumed else 0, opt_state if resumed else None)
+        finally:
+            for logger in self.loggers:
+                logger.close()
         return list(self.reports.values())
+
+    def log(self, record: dict) -> None:
+        """Hand one record to every logger; pictures are drawn only if one asks, from a forked
+        random stream, so logging never changes what training does."""
+        def samples() -> Tensor:
+            with torch.random.fork_rng(devices=[]), torch.no_grad():
+                self.model.eval()
+                classes = self.data.spec.classes
+                labels = torch.arange(16, device=self.device) % classes if classes else None
+                return self.model.sample(16, self.data.context(labels), mean=True).float().cpu()
+
+        for logger in self.loggers:
+            logger.log(record, samples)
 
     def _restore(self, payload: dict[str, Any]) -> tuple[int, int, dict | None]:
         if payload["canonical"] != self.model.combo.canonical:
@@ -268,9 +288,12 @@ class Trainer:
                     f"loss became {means['loss']} in the {stage.name} stage, epoch {epoch + 1}; the last good "
                     f"checkpoint is kept at {self.path}; lower --lr or check the data"
                 )
-            report.seconds += time.perf_counter() - began
+            seconds = time.perf_counter() - began
+            report.seconds += seconds
             report.images += n
             bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
+            self.log({"stage": stage.name, "epoch": epoch + 1, "step": (epoch + 1) * steps,
+                      "images_per_s": n / seconds, "lr": optimizer.param_groups[0]["lr"], **means})
             if epoch + 1 == epochs:
                 stage.finish()
             self.save(index, epoch + 1, optimizer)
