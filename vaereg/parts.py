@@ -72,6 +72,18 @@ class FitsCodes:
         return None
 
 
+class FitsVector:
+    """Mixin for a part over one flat continuous latent vector (a mixture, a flow)."""
+
+    fits = frozenset({"continuous"})
+
+    @classmethod
+    def misfit(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
+        if latent.kind != "continuous" or len(latent.shape) != 1:
+            return f"needs a continuous latent vector, got a {latent.describe()}"
+        return None
+
+
 class Posterior:
     """q(z | x) for a batch of B images."""
 

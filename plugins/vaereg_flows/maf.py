@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from vaereg import Context, DataSpec, LatentSpec, Prior, Range
 from vaereg.gaussian import HALF_LOG_2PI
+from vaereg.parts import FitsVector
 from vaereg_flows.made import MADE
 
 SCALE = 3.0  # |a| < SCALE per step, a = SCALE tanh(raw / SCALE): a soft bound that keeps steps invertible
@@ -59,22 +60,15 @@ class MAF(nn.Module):
         return u
 
 
-class FlowPrior(Prior):
+class FlowPrior(FitsVector, Prior):
     """p(z | y) through a MAF to N(0, I); under ``--condition label`` every conditioner also
     sees a learned class embedding."""
 
     Config = FlowConfig
-    fits = frozenset({"continuous"})
 
     @classmethod
     def fitting_for(cls, config: FlowConfig):
         return "joint" if config.fit == "joint" else "gradient"
-
-    @classmethod
-    def misfit(cls, data: DataSpec, latent: LatentSpec, config: FlowConfig) -> str | None:
-        if latent.kind != "continuous" or len(latent.shape) != 1:
-            return f"needs a continuous latent vector, got a {latent.describe()}"
-        return None
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: FlowConfig):
         super().__init__(data, latent, config)

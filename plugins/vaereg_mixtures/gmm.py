@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from vaereg import Context, DataSpec, FitLatents, LatentSpec, Prior, Range
+from vaereg.parts import FitsVector
 from vaereg_mixtures.em import Mixture, fit_mixture
-from vaereg_mixtures.mog import flat_vector
 
 
 @dataclass
@@ -28,18 +28,13 @@ class GMMConfig:
     floor: Annotated[float, Range(0, 1)] = 1e-6
 
 
-class FittedMixture(Prior):
+class FittedMixture(FitsVector, Prior):
     """A Gaussian mixture fitted by EM after the autoencoder (N(0, I) stands in before),
     to 4 posterior samples per training image."""
 
     Config = GMMConfig
-    fits = frozenset({"continuous"})
     fitting = "fit"
     fit_latents = FitLatents(source="sample", draws=4)
-
-    @classmethod
-    def misfit(cls, data: DataSpec, latent: LatentSpec, config: GMMConfig) -> str | None:
-        return flat_vector(latent)
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: GMMConfig):
         super().__init__(data, latent, config)

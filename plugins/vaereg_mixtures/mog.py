@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from vaereg import Context, DataSpec, LatentSpec, Prior, Range
 from vaereg.gaussian import normal_log_prob
+from vaereg.parts import FitsVector
 
 
 @dataclass
@@ -18,23 +19,11 @@ class MixtureConfig:
     components: Annotated[int, Range(1, 10000)] = 10
 
 
-def flat_vector(latent: LatentSpec) -> str | None:
-    """Why a prior over one flat continuous vector cannot serve ``latent``, or None."""
-    if latent.kind != "continuous" or len(latent.shape) != 1:
-        return f"needs a continuous latent vector, got a {latent.describe()}"
-    return None
-
-
-class LearnedMixture(Prior):
+class LearnedMixture(FitsVector, Prior):
     """p(z | y) = sum_k pi_k(y) N(z; mu_k, diag sigma_k^2), every parameter learned by gradient
     with the autoencoder (Monte-Carlo KL)."""
 
     Config = MixtureConfig
-    fits = frozenset({"continuous"})
-
-    @classmethod
-    def misfit(cls, data: DataSpec, latent: LatentSpec, config: MixtureConfig) -> str | None:
-        return flat_vector(latent)
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: MixtureConfig):
         super().__init__(data, latent, config)

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from vaereg import Context, DataSpec, DiagonalGaussian, Encoder, LatentSpec, Prior, Range
 from vaereg.gaussian import normal_log_prob
-from vaereg_mixtures.mog import flat_vector
+from vaereg.parts import FitsVector
 
 
 @dataclass
@@ -20,17 +20,12 @@ class VampConfig:
     pseudo_inputs: Annotated[int, Range(1, 10000)] = 100
 
 
-class VampPrior(Prior):
+class VampPrior(FitsVector, Prior):
     """The encoder's diagonal Gaussians at ``pseudo_inputs`` learned images in [0, 1] (a sigmoid
     of free parameters), mixed equally; trained jointly, Monte-Carlo KL. The pseudo-inputs are
     encoded once per model pass (``prepare``), not once per ``log_prob``."""
 
     Config = VampConfig
-    fits = frozenset({"continuous"})
-
-    @classmethod
-    def misfit(cls, data: DataSpec, latent: LatentSpec, config: VampConfig) -> str | None:
-        return flat_vector(latent)
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: VampConfig):
         super().__init__(data, latent, config)
