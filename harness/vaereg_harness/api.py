@@ -58,8 +58,9 @@ class RunConfig:
         return objective
 
     def describe(self, combo: Combo) -> dict[str, Any]:
-        """This config as recorded for ``combo``: the objective it actually trains with."""
-        return {**to_dict(self), "objective": to_dict(self.objective_for(combo))}
+        """What ``combo`` runs with, as the row and the trackers record it: the parts' options,
+        this config, and the objective it actually trains with."""
+        return {"parts": combo.options(), **to_dict(self), "objective": to_dict(self.objective_for(combo))}
 
 
 def load_data(name: str = "digits", root: str | Path = "data", *, download: bool = False,
@@ -91,7 +92,7 @@ def train_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, resu
     """Train every stage the parts declare. The checkpoint and ``metrics.jsonl`` go to the run
     folder under ``out``; ``log`` names more trackers (``tensorboard``, or a plugin's)."""
     folder = run_dir(out, data, model.combo.text, config.train.seed)
-    described = {"combo": model.combo.text, "parts": model.combo.options(), **config.describe(model.combo)}
+    described = {"combo": model.combo.text, **config.describe(model.combo)}
     registry = get_registry()
     loggers = [MetricsLog(folder, described, resume=resume)]
     loggers += [registry.logger(name)(folder, described) for name in log]
@@ -173,7 +174,7 @@ def evaluate_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, r
         created_at=datetime.now(UTC),
         combo=combo.text,
         parts=json.dumps({slot: entry.describe() for slot, entry in combo.parts.items()}),
-        config=json.dumps({"parts": combo.options(), **config.describe(combo)}),
+        config=json.dumps(config.describe(combo)),
         dataset=data.spec.name,
         seed=config.train.seed,
         device=str(next(model.parameters()).device),

@@ -179,7 +179,7 @@ STAGES = {"gradient": PriorGradientStage, "fit": PriorFitStage}
 
 class Trainer:
     """Runs every declared stage of ``model`` on ``data``, resuming from ``checkpoint_path`` if
-    asked. ``forward`` is what computes the terms: the model, or a DDP / compiled wrapper of it."""
+    asked. ``forward`` is what computes the terms: the model, or its ``torch.compile`` wrapper."""
 
     def __init__(self, model: VAE, data: Dataset, config: TrainConfig, objective: ObjectiveConfig,
                  checkpoint_path: Path, progress: bool = True, loggers: list[Logger] | None = None):
