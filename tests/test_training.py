@@ -1,5 +1,6 @@
 """Checkpoints: exact resume, surviving a kill, stopping on NaN with the last good checkpoint."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -25,14 +26,40 @@ def trained(digits, out, epochs, resume=False):
     return model, reports, path
 
 
-def test_resumed_training_equals_uninterrupted_training(digits, tmp_path):
+class Interrupted(Exception):
+    pass
+
+
+def test_resumed_training_equals_uninterrupted_training(digits, tmp_path, monkeypatch):
     straight, _, _ = trained(digits, tmp_path / "a", epochs=3)
-    trained(digits, tmp_path / "b", epochs=1)
+    real_save = train_module.Trainer.save
+
+    def save_then_stop(self, stage, epoch, optimizer):
+        real_save(self, stage, epoch, optimizer)
+        raise Interrupted  # as if killed right after the first epoch's checkpoint
+
+    monkeypatch.setattr(train_module.Trainer, "save", save_then_stop)
+    with pytest.raises(Interrupted):
+        trained(digits, tmp_path / "b", epochs=3)
+    monkeypatch.undo()
     resumed, reports, path = trained(digits, tmp_path / "b", epochs=3, resume=True)
     assert checkpoint.load(path)["epoch"] == 3
     assert reports[0].images == 3 * digits.train.shape[0]  # earlier epochs are counted, not redone
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.equal(a, b) if torch.is_tensor(a) else a == b, name
+
+
+def test_the_run_folder_is_keyed_by_the_training_settings(digits, tmp_path):
+    def folder(**changes):
+        run = RunConfig(train=TrainConfig(**{"epochs": 3, "seed": 3, "device": "cpu", **changes}))
+        options = {"encoder": {"width": 16}}
+        return run_dir(tmp_path, digits, create_model("gaussian", digits, options, run).combo, run)
+
+    assert folder() == folder() and folder().name.startswith("digits-gaussian-seed3-")
+    assert len({folder(), folder(lr=2e-3), folder(epochs=4), folder(batch_size=32), folder(seed=4)}) == 5
+    run = RunConfig(train=TrainConfig(epochs=3, seed=3, device="cpu"), iw_samples=7, fid_samples=50)
+    combo = create_model("gaussian", digits, {"encoder": {"width": 16}}, run).combo
+    assert run_dir(tmp_path, digits, combo, run) == folder()  # evaluation options train nothing new
 
 
 def test_checkpoint_rebuilds_model_without_pickled_code(digits, tmp_path):
@@ -62,27 +89,31 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(digits, tmp_path,
     monkeypatch.setattr(train_module, "training_loss", poisoned)
     with pytest.raises(TrainingDiverged, match=r"loss became nan in the autoencoder stage, epoch 2; the last good"):
         trained(digits, tmp_path, epochs=4)
-    payload = checkpoint.load(run_dir(tmp_path, digits, "gaussian", 3) / "checkpoint.pt")
+    payload = checkpoint.load(next(tmp_path.glob("*/checkpoint.pt")))
     assert payload["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in payload["model"].values() if torch.is_tensor(v))
 
 
 def test_killed_run_resumes_from_its_checkpoint(tmp_path):
-    args = [sys.executable, "-m", "vaereg_harness.cli", "train", "--combo", "gaussian", "--epochs", "400",
+    args = [sys.executable, "-m", "vaereg_harness.cli", "train", "--combo", "gaussian-mlp", "--epochs", "40",
             "--quiet", "--device", "cpu"]
     proc = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.PIPE)
-    path = tmp_path / "vaereg-runs" / "digits-gaussian-seed0" / "checkpoint.pt"
+
+    def written():
+        return next((tmp_path / "vaereg-runs").glob("digits-gaussian-mlp-seed0-*/checkpoint.pt"), None)
+
     deadline = time.time() + 120
-    while time.time() < deadline and not (path.exists() and checkpoint.load(path)["epoch"] >= 2):
-        time.sleep(0.2)
+    while time.time() < deadline and not ((path := written()) and checkpoint.load(path)["epoch"] >= 2):
+        time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = checkpoint.load(path)["epoch"]  # intact after the kill: written atomically
-    assert 2 <= done < 400
-    proc = subprocess.run([*args[:-4], str(done + 2), "--quiet", "--device", "cpu", "--resume"], cwd=tmp_path,
-                          capture_output=True, text=True)
+    assert 2 <= done < 40
+    proc = subprocess.run([*args, "--resume"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert checkpoint.load(path)["epoch"] == done + 2
+    assert checkpoint.load(path)["epoch"] == 40 and "no checkpoint" not in proc.stderr
+    epochs = [json.loads(line)["epoch"] for line in (path.parent / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(set(epochs)) == list(range(1, 41)) and epochs[-1] == 40  # the resumed run appended
 
 
 def test_checkpoints_refuse_to_run_code(tmp_path):

@@ -14,6 +14,7 @@ string, train it, evaluate it into a results row.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -70,9 +71,22 @@ def load_data(name: str = "digits", root: str | Path = "data", *, download: bool
     return load_dataset(name, root, download).conditioned(condition)
 
 
-def run_dir(out: Path, data: Dataset, combo: str, seed: int) -> Path:
+def run_key(data: Dataset, combo: Combo, config: RunConfig) -> str:
+    """A hash of everything that shapes the trained model: data set, combo, part options,
+    training options (the device resolved) and objective. Evaluation options are left out,
+    so scoring a trained run again (another K, FID on or off) finds its checkpoint."""
+    train = {**to_dict(config.train), "device": pick_device(config.train.device).type}
+    shaped = {"dataset": data.spec.name, "classes": data.spec.classes, "combo": combo.text,
+              "parts": combo.options(), "train": train, "objective": to_dict(config.objective_for(combo))}
+    return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def run_dir(out: Path, data: Dataset, combo: Combo, config: RunConfig) -> Path:
+    """``out/<dataset>-<combo>[-label]-seed<S>-<run_key>``: runs that differ in any setting
+    never share a folder; the same settings find it again (``--resume``)."""
     conditioned = "-label" if data.spec.classes else ""
-    return out / safe_name(f"{data.spec.name}-{combo}{conditioned}-seed{seed}")
+    readable = safe_name(f"{data.spec.name}-{combo.text}{conditioned}")[:120]
+    return out / f"{readable}-seed{config.train.seed}-{run_key(data, combo, config)}"
 
 
 def create_model(text: str, data: Dataset, options: dict[str, dict[str, Any]] | None = None,
@@ -91,7 +105,7 @@ def train_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, resu
                 progress: bool = True, log: tuple[str, ...] = ()) -> tuple[list[StageReport], Path]:
     """Train every stage the parts declare. The checkpoint and ``metrics.jsonl`` go to the run
     folder under ``out``; ``log`` names more trackers (``tensorboard``, or a plugin's)."""
-    folder = run_dir(out, data, model.combo.text, config.train.seed)
+    folder = run_dir(out, data, model.combo, config)
     described = {"combo": model.combo.text, **config.describe(model.combo)}
     registry = get_registry()
     loggers = [MetricsLog(folder, described, resume=resume)]
@@ -165,8 +179,8 @@ def evaluate_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, r
     cuda = next(model.parameters()).device.type == "cuda"
     scored = data.test_subset(config.eval_images)
     result = evaluate(model, scored, config.iw_samples, config.iw_chunk, progress)
-    quality = sample_quality(model, data, fid, config.fid_samples, run_dir(out, data, model.combo.text,
-                                                                          config.train.seed))
+    folder = run_dir(out, data, model.combo, config)
+    quality = sample_quality(model, data, fid, config.fid_samples, folder)
     seconds = sum(r.seconds for r in reports)
     combo = model.combo
     return Row(
@@ -175,6 +189,8 @@ def evaluate_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, r
         combo=combo.text,
         parts=json.dumps({slot: entry.describe() for slot, entry in combo.parts.items()}),
         config=json.dumps(config.describe(combo)),
+        run_dir=str(folder),
+        config_hash=run_key(data, combo, config),
         dataset=data.spec.name,
         seed=config.train.seed,
         device=str(next(model.parameters()).device),

@@ -12,16 +12,18 @@ import click
 
 from vaereg import PLUGIN_API, UsageError, VaeregError
 from vaereg.combo import resolve
-from vaereg.config import field_types, from_dict, group_assignments, to_dict
+from vaereg.config import field_types, from_dict, to_dict
 from vaereg.parts import SLOTS
 from vaereg.registry import get_registry
-from vaereg_harness import checkpoint
-from vaereg_harness.api import RunConfig, create_model, evaluate_combo, load_data, train_model
+from vaereg_harness import checkpoint, experiment
+from vaereg_harness.api import RunConfig, create_model, evaluate_combo, load_data, run_dir, train_model
 from vaereg_harness.data import DATASET_NAMES
 from vaereg_harness.fid import EXTRACTORS, default_cache_dir, protocol_for
 from vaereg_harness.images import save_grid
 from vaereg_harness.results import append_row, read_results
 from vaereg_harness.train import TrainConfig, pick_device
+
+RUN_COMMANDS = ("eval", "train")
 
 
 class Group(click.Group):
@@ -39,6 +41,13 @@ class Group(click.Group):
 def run_options(command):
     """Options shared by ``train`` and ``eval``."""
     options = [
+        click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), is_eager=True,
+                     expose_value=False, callback=read_experiment,
+                     help="An experiment file (TOML): keys are the long options (combo, seed, epochs, lr, ...; "
+                          "lists of combos and seeds sweep) and [set.GROUP] tables. Options given here override it."),
+        click.option("--print-config", is_flag=True,
+                     help="Print the resolved experiment as TOML (readable by --config) and its run folders; "
+                          "run nothing."),
         click.option("--combo", "combos", multiple=True, required=True,
                      help="A '+'-separated combo: gaussian, vq+pixelcnn, gaussian+likelihood=bernoulli. Repeatable."),
         click.option("--dataset", default="digits", show_default=True,
@@ -55,7 +64,8 @@ def run_options(command):
                      help="Epochs of a prior fitted by gradient after the autoencoder (PixelCNN) [--epochs]."),
         click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
         click.option("--lr", type=float, default=1e-3, show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", "seeds", type=int, multiple=True, default=(0,), show_default=True,
+                     help="Random seed. Repeatable: each combo runs once per seed."),
         click.option("--deterministic", is_flag=True, help="Use deterministic algorithms only."),
         click.option("--compile", "compile_", is_flag=True, help="torch.compile every part (for long GPU runs)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
@@ -75,15 +85,36 @@ def run_options(command):
 
     @wraps(command)
     def wrapper(**kw):
-        names = ("epochs", "prior_epochs", "batch_size", "lr", "seed", "device", "deterministic")
-        values = {name: kw.pop(name) for name in names}
-        kw["train_config"] = from_dict(TrainConfig, {**values, "compile": kw.pop("compile_")}, what="training option")
-        kw["grouped"] = group_assignments(list(kw.pop("assignments")))
+        names = ("epochs", "prior_epochs", "batch_size", "lr", "device", "deterministic")
+        values = {name: kw.pop(name) for name in names} | {"compile": kw.pop("compile_")}
+        kw["train_configs"] = [from_dict(TrainConfig, {**values, "seed": seed}, what="training option")
+                               for seed in dict.fromkeys(kw.pop("seeds"))]
+        kw["grouped"] = experiment.merged_sets(click.get_current_context(), list(kw.pop("assignments")))
         kw["data"] = load_data(kw.pop("dataset"), kw.pop("data_root"), download=kw.pop("download"),
                                condition=kw.pop("condition"))
         return command(**kw)
 
     return wrapper
+
+
+def read_experiment(ctx: click.Context, _param, path: Path | None) -> None:
+    if path is not None:
+        try:
+            experiment.load(ctx, path, [main.commands[name] for name in RUN_COMMANDS if name != ctx.command.name])
+        except UsageError as exc:
+            raise click.UsageError(str(exc), ctx) from None
+
+
+def print_experiment(combos, data, grouped, configs: list[RunConfig], out: Path) -> None:
+    """``--print-config``: the resolved experiment, then each run and its folder."""
+    ctx = click.get_current_context()
+    click.echo(experiment.resolved(ctx, grouped), nl=False)
+    options = part_options(grouped)
+    click.echo(f"\n# {len(configs) * len(combos)} run(s):")
+    for text in combos:
+        combo = resolve(text, data.spec, options)
+        for config in configs:
+            click.echo(f"#   {text} seed {config.train.seed}: {run_dir(out, data, combo, config)}")
 
 
 def part_options(grouped: dict) -> dict:
@@ -133,40 +164,48 @@ def main() -> None:
                    "a classifier trained on the data set's labels.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
               help="Where feature extractors and reference statistics are cached [$VAEREG_CACHE or ~/.cache/vaereg].")
-def eval_command(combos, data, train_config, grouped, out, resume, quiet, log, iw_samples, iw_chunk, eval_images,
-                 results, fid, fid_samples, fid_extractor, inception_weights, cache_dir):
-    """Train every stage of each combo, evaluate it on the test split (NLL, FID), save sample and
-    reconstruction grids under --out and append a results row."""
-    config = RunConfig(train=train_config, objective=grouped.get("objective", {}), iw_samples=iw_samples,
-                       iw_chunk=iw_chunk, fid_samples=fid_samples, eval_images=eval_images)
-    options = checked(combos, data, grouped, config, log)
+def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, print_config, iw_samples, iw_chunk,
+                 eval_images, results, fid, fid_samples, fid_extractor, inception_weights, cache_dir):
+    """Train every stage of each combo (once per seed), evaluate it on the test split (NLL, FID),
+    save sample and reconstruction grids in its run folder under --out and append a results row."""
+    configs = [RunConfig(train=train, objective=grouped.get("objective", {}), iw_samples=iw_samples,
+                         iw_chunk=iw_chunk, fid_samples=fid_samples, eval_images=eval_images)
+               for train in train_configs]
+    options = checked(combos, data, grouped, configs[0], log)
+    if print_config:
+        return print_experiment(combos, data, grouped, configs, out)
     protocol = None
     if fid:
         protocol = protocol_for(data, cache_dir or default_cache_dir(), inception_weights, choice=fid_extractor,
                                 download=click.get_current_context().params["download"],
-                                device=pick_device(train_config.device), progress=not quiet)
+                                device=pick_device(configs[0].train.device), progress=not quiet)
     if isinstance(protocol, str):
         click.echo(f"note: {protocol}", err=True)
     rows = []
     for text in combos:
-        row = evaluate_combo(text, data, options, config, out, fid=protocol, resume=resume, progress=not quiet,
-                             log=log)
-        append_row(results, row)
-        rows.append(dataclasses.asdict(row))
+        for config in configs:
+            row = evaluate_combo(text, data, options, config, out, fid=protocol, resume=resume, progress=not quiet,
+                                 log=log)
+            append_row(results, row)
+            rows.append(dataclasses.asdict(row))
     click.echo(format_table(rows))
     click.echo(f"{len(rows)} row(s) appended to {results}/")
 
 
 @main.command("train")
 @run_options
-def train_command(combos, data, train_config, grouped, out, resume, quiet, log):
-    """Train every stage of each combo and write its checkpoint and metrics log (no evaluation)."""
-    config = RunConfig(train=train_config, objective=grouped.get("objective", {}))
-    options = checked(combos, data, grouped, config, log)
+def train_command(combos, data, train_configs, grouped, out, resume, quiet, log, print_config):
+    """Train every stage of each combo (once per seed) and write its checkpoint and metrics log
+    (no evaluation)."""
+    configs = [RunConfig(train=train, objective=grouped.get("objective", {})) for train in train_configs]
+    options = checked(combos, data, grouped, configs[0], log)
+    if print_config:
+        return print_experiment(combos, data, grouped, configs, out)
     for text in combos:
-        model = create_model(text, data, options, config)
-        _, path = train_model(model, data, config, out, resume=resume, progress=not quiet, log=log)
-        click.echo(f"{text}: checkpoint {path}")
+        for config in configs:
+            model = create_model(text, data, options, config)
+            _, path = train_model(model, data, config, out, resume=resume, progress=not quiet, log=log)
+            click.echo(f"{text} seed {config.train.seed}: checkpoint {path}")
 
 
 @main.command("sample")
@@ -252,6 +291,21 @@ def results_command(results, combo):
         click.echo(f"no rows in {results}/" + (f" for combo {combo!r}" if combo else ""), err=True)
         return
     click.echo(format_table(rows))
+
+
+@main.command("report")
+@click.option("--results", type=click.Path(path_type=Path), default=Path("vaereg-results"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("vaereg-report"), show_default=True,
+              help="Folder for index.html, report.md and figures/.")
+@click.option("--title", default="vaereg report", show_default=True)
+def report_command(results, out, title):
+    """Write an HTML page (one file, every image embedded) and its Markdown twin from a results
+    store and its run folders: a sortable leaderboard per data set, NLL against FID, training
+    curves and sample grids."""
+    from vaereg_harness.report import write_report
+
+    page, twin = write_report(results, out, title)
+    click.echo(f"report written to {page} and {twin}")
 
 
 COLUMNS = [("combo", "combo", "{}"), ("dataset", "dataset", "{}"), ("seed", "seed", "{}"),

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from vaereg_harness.files import atomic_write
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,7 +32,9 @@ class Row:
     created_at: datetime  # UTC
     combo: str  # as given
     parts: str  # JSON: slot -> {name, plugin, version}
-    config: str  # JSON: part options, objective, training
+    config: str  # JSON: part options, objective, training, evaluation: the resolved configuration
+    run_dir: str | None = None  # the run's folder: checkpoint, metrics.jsonl, grids
+    config_hash: str | None = None  # the hash of the training configuration that names run_dir
     dataset: str
     seed: int
     device: str

@@ -202,6 +202,9 @@ class Trainer:
         start, epoch, opt_state = 0, 0, None
         if resume and self.path.is_file():
             start, epoch, opt_state = self._restore(checkpoint.load(self.path))
+        elif resume:
+            print(f"note: --resume: no checkpoint for these settings in {self.path.parent}; training from the start",
+                  file=sys.stderr)
         try:
             for index, stage in enumerate(self.stages[start:], start):
                 resumed = index == start

@@ -1,0 +1,42 @@
+"""The harness side of the fresh-process comparison: ``vaereg_harness.api.train_model`` on the
+embedded digits, in a process of its own, timed around the training call alone (checkpoint
+per epoch and metrics log included), with the harness's own thread policy unless ``--threads``.
+
+    python benchmarks/harness.py --combo gaussian-mlp --epochs 5 --out DIR [--threads N]
+
+prints one JSON line like ``bare.py``'s."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from vaereg_harness.api import RunConfig, create_model, load_data, train_model
+from vaereg_harness.train import TrainConfig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--combo", required=True)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads [the harness's policy]")
+    args = parser.parse_args()
+    data = load_data("digits")
+    config = RunConfig(train=TrainConfig(epochs=args.epochs, batch_size=args.batch, device="cpu",
+                                         threads=args.threads))
+    model = create_model(args.combo, data, config=config)
+    began = time.perf_counter()
+    train_model(model, data, config, args.out, progress=False)
+    seconds = time.perf_counter() - began
+    import torch
+
+    print(json.dumps({"seconds": seconds, "images": args.epochs * data.train.shape[0],
+                      "parameters": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads()}))
+
+
+if __name__ == "__main__":
+    main()

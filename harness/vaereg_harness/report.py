@@ -1,0 +1,263 @@
+"""``vaereg report``: one self-contained HTML page and its Markdown twin from a results store
+and the run folders its rows name. Per data set: a leaderboard sortable by any column, NLL
+against FID, the training curves of the metrics logs, and the sample and reconstruction grids
+side by side. Figures are drawn with matplotlib; the page embeds every image, so it opens from
+disk with no server, and ``report.md`` links the same images from ``figures/``."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from vaereg import UsageError
+from vaereg_harness.data import safe_name
+from vaereg_harness.files import atomic_write
+from vaereg_harness.results import read_results
+
+# (column, heading, format): the leaderboard's columns.
+COLUMNS = [("combo", "combo", "{}"), ("seed", "seed", "{}"), ("epochs", "epochs", "{}"),
+           ("condition", "condition", "{}"), ("nelbo_nats", "-ELBO", "{:.2f}"), ("nll_nats", "NLL (nats)", "{:.2f}"),
+           ("nll_bpd", "bits/dim", "{:.3f}"), ("iw_samples", "K", "{}"), ("fid", "FID", "{:.2f}"),
+           ("fid_floor", "FID floor", "{:.2f}"), ("train_seconds", "train s", "{:.1f}"),
+           ("train_images_per_s", "img/s", "{:.0f}"), ("eval_seconds", "eval s", "{:.1f}"),
+           ("created_at", "run at (UTC)", "{:%Y-%m-%d %H:%M}")]
+GRIDS = [("samples_png", "samples (sampled pixels)"), ("samples_mean_png", "samples (likelihood mean)"),
+         ("reconstructions_png", "reconstructions (originals above)")]
+
+
+@dataclass
+class Image:
+    """A figure of the report: a file under ``figures/`` and its caption."""
+
+    path: Path
+    caption: str
+
+
+def run_folder(row: dict[str, Any]) -> Path | None:
+    if row.get("run_dir"):
+        return Path(row["run_dir"])
+    return Path(row["samples_png"]).parent if row.get("samples_png") else None  # rows from before run_dir
+
+
+def run_label(row: dict[str, Any]) -> str:
+    return f"{row['combo']} (seed {row['seed']})"
+
+
+def curves(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Per stage, (epoch, mean training loss) from a ``metrics.jsonl``; a resumed run's repeated
+    epochs keep their last record."""
+    stages: dict[str, dict[int, float]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a killed run
+        if isinstance(record, dict) and "epoch" in record and isinstance(record.get("loss"), int | float):
+            stages.setdefault(record["stage"], {})[record["epoch"]] = record["loss"]
+    return {stage: sorted(points.items()) for stage, points in stages.items()}
+
+
+def save_figure(draw: Callable[[Figure], None], path: Path, size: tuple[float, float]) -> Path:
+    figure = Figure(figsize=size, layout="constrained")
+    draw(figure)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def scatter(rows: list[dict[str, Any]], path: Path) -> Image | None:
+    scored = [r for r in rows if r["nll_nats"] is not None and r["fid"] is not None]
+    if not scored:
+        return None
+
+    def draw(figure: Figure) -> None:
+        ax = figure.add_subplot()
+        ax.scatter([r["fid"] for r in scored], [r["nll_nats"] for r in scored], color="tab:blue")
+        for r in scored:
+            ax.annotate(run_label(r), (r["fid"], r["nll_nats"]), fontsize=8, xytext=(4, 4),
+                        textcoords="offset points")
+        ax.set_xlabel("FID (lower is better)")
+        ax.set_ylabel("NLL, nats (lower is better)")
+        ax.grid(alpha=0.3)
+
+    extractors = sorted({r["fid_extractor"] for r in scored})
+    note = "; FIDs under different extractors are not comparable" if len(extractors) > 1 else ""
+    return Image(save_figure(draw, path, (6.4, 4.4)), f"NLL against FID, extractor {', '.join(extractors)}{note}")
+
+
+def training_curves(rows: list[dict[str, Any]], path: Path) -> Image | None:
+    runs = {}
+    for r in rows:
+        folder = run_folder(r)
+        if folder is not None and (folder / "metrics.jsonl").is_file():
+            runs.setdefault(folder, (run_label(r), curves(folder / "metrics.jsonl")))
+    stages = sorted({stage for _, by_stage in runs.values() for stage in by_stage},
+                    key=lambda s: (s != "autoencoder", s))
+    if not stages:
+        return None
+
+    def draw(figure: Figure) -> None:
+        axes = figure.subplots(1, len(stages), squeeze=False)[0]
+        for ax, stage in zip(axes, stages, strict=True):
+            for i, (label, by_stage) in enumerate(runs.values()):  # one colour per run in every panel
+                if by_stage.get(stage):
+                    epochs, losses = zip(*by_stage[stage], strict=True)
+                    ax.plot(epochs, losses, marker="o", markersize=3, label=label, color=f"C{i % 10}")
+            ax.set_title(f"{stage} stage")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("training loss (mean per image)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+
+    return Image(save_figure(draw, path, (6.4 * len(stages), 4.4)), "training loss per epoch, from metrics.jsonl")
+
+
+def grids(rows: list[dict[str, Any]], figures: Path) -> list[tuple[str, list[Image]]]:
+    """Each run's grids, in the order of ``rows`` (one per run folder), copied under ``figures``."""
+    shown: dict[Path | str, tuple[str, list[Image]]] = {}
+    for r in rows:
+        key = run_folder(r) or r["run_id"]
+        if key in shown:
+            continue
+        images = []
+        for column, caption in GRIDS:
+            source = Path(r[column]) if r.get(column) else None
+            if source is not None and source.is_file():
+                copy = figures / f"{safe_name(source.parent.name)}-{source.name}"
+                shutil.copyfile(source, copy)
+                images.append(Image(copy, caption))
+        if images:
+            shown[key] = (run_label(r), images)
+    return list(shown.values())
+
+
+def cell(row: dict[str, Any], column: str, fmt: str) -> str:
+    value = row.get(column)
+    return "-" if value is None else fmt.format(value)
+
+
+@dataclass
+class Section:
+    """One data set's part of the report."""
+
+    dataset: str
+    rows: list[dict[str, Any]]
+    plots: list[Image]
+    grids: list[tuple[str, list[Image]]]
+
+
+def sections(rows: list[dict[str, Any]], figures: Path) -> list[Section]:
+    result = []
+    for dataset in sorted({r["dataset"] for r in rows}):
+        mine = sorted((r for r in rows if r["dataset"] == dataset),
+                      key=lambda r: (r["nll_nats"] is None, r["nll_nats"] or 0.0))
+        stem = safe_name(dataset)
+        plots = [scatter(mine, figures / f"{stem}-nll-fid.png"), training_curves(mine, figures / f"{stem}-curves.png")]
+        result.append(Section(dataset, mine, [p for p in plots if p], grids(mine, figures)))
+    return result
+
+
+def data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+SORT_SCRIPT = """
+document.querySelectorAll("table.board th").forEach((th, i) => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0], up = th.dataset.order !== "up";
+  th.closest("tr").querySelectorAll("th").forEach(h => delete h.dataset.order);
+  th.dataset.order = up ? "up" : "down";
+  const key = tr => { const v = tr.cells[i].dataset.v; return v === "" ? null : isNaN(v) ? v : Number(v); };
+  [...body.rows].sort((a, b) => {
+    const x = key(a), y = key(b);
+    if (x === null || y === null) return (x === null) - (y === null);
+    return (x < y ? -1 : x > y ? 1 : 0) * (up ? 1 : -1);
+  }).forEach(tr => body.appendChild(tr));
+}));
+"""
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table.board { border-collapse: collapse; font-size: 0.9em; }
+table.board th, table.board td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+table.board th { background: #eef; cursor: pointer; user-select: none; }
+table.board th[data-order="up"]::after { content: " \\25B2"; }
+table.board th[data-order="down"]::after { content: " \\25BC"; }
+table.board td:first-child, table.board th:first-child { text-align: left; }
+figure { display: inline-block; margin: 0.5em 1em 0.5em 0; vertical-align: top; }
+figure img { image-rendering: pixelated; max-width: 100%; } figcaption { font-size: 0.85em; color: #555; }
+"""
+
+
+def sort_value(row: dict[str, Any], column: str) -> str:
+    value = row.get(column)
+    if value is None:
+        return ""
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def render_html(title: str, parts: list[Section]) -> str:
+    e = html.escape
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{STYLE}</style>"
+           f"</head><body><h1>{e(title)}</h1>"]
+    for s in parts:
+        out.append(f"<h2>{e(s.dataset)}</h2><p>Leaderboard, best NLL first; click a column to sort.</p>")
+        out.append("<table class='board'><thead><tr>" + "".join(f"<th>{e(h)}</th>" for _, h, _ in COLUMNS)
+                   + "</tr></thead><tbody>")
+        for r in s.rows:
+            out.append("<tr>" + "".join(f"<td data-v='{e(sort_value(r, c))}'>{e(cell(r, c, f))}</td>"
+                                        for c, _, f in COLUMNS) + "</tr>")
+        out.append("</tbody></table>")
+        for image in s.plots:
+            out.append(f"<figure><img src='{data_uri(image.path)}' alt='{e(image.caption)}'>"
+                       f"<figcaption>{e(image.caption)}</figcaption></figure>")
+        if s.grids:
+            out.append("<h3>Samples and reconstructions</h3>")
+        for label, images in s.grids:
+            out.append(f"<h4>{e(label)}</h4><div>")
+            out += [f"<figure><img src='{data_uri(i.path)}' alt='{e(i.caption)}'><figcaption>{e(i.caption)}"
+                    "</figcaption></figure>" for i in images]
+            out.append("</div>")
+    out.append(f"<script>{SORT_SCRIPT}</script></body></html>")
+    return "\n".join(out)
+
+
+def render_markdown(title: str, parts: list[Section], root: Path) -> str:
+    def md(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    out = [f"# {title}"]
+    for s in parts:
+        out += [f"\n## {s.dataset}\n", "| " + " | ".join(h for _, h, _ in COLUMNS) + " |",
+                "|" + "---|" * len(COLUMNS)]
+        out += ["| " + " | ".join(md(cell(r, c, f)) for c, _, f in COLUMNS) + " |" for r in s.rows]
+        out += [f"\n![{i.caption}]({i.path.relative_to(root).as_posix()})\n\n*{i.caption}*" for i in s.plots]
+        if s.grids:
+            out.append("\n### Samples and reconstructions")
+        for label, images in s.grids:
+            out.append(f"\n#### {md(label)}\n")
+            out.append(" ".join(f"![{i.caption}]({i.path.relative_to(root).as_posix()})" for i in images))
+            out.append("\n" + " · ".join(i.caption for i in images))
+    return "\n".join(out) + "\n"
+
+
+def write_report(results: Path, out: Path, title: str = "vaereg report") -> tuple[Path, Path]:
+    """Write ``out/index.html`` and ``out/report.md`` (figures in ``out/figures``)."""
+    rows = read_results(results).to_pylist()
+    if not rows:
+        raise UsageError(f"--results {results}: no rows to report; run 'vaereg eval' first or give another folder")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: a file is in the way; give a folder for the report")
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    parts = sections(rows, figures)
+    page = atomic_write(out / "index.html", lambda tmp: tmp.write_text(render_html(title, parts), encoding="utf-8"))
+    twin = atomic_write(out / "report.md",
+                        lambda tmp: tmp.write_text(render_markdown(title, parts, out), encoding="utf-8"))
+    return page, twin
