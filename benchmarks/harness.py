@@ -1,8 +1,10 @@
-"""The harness side of the fresh-process comparison: ``vaereg_harness.api.train_model`` on the
-embedded digits, in a process of its own, timed around the training call alone (checkpoint
-per epoch and metrics log included), with the harness's own thread policy unless ``--threads``.
+"""The harness side of the fresh-process comparison: ``vaereg_harness.api.train_model`` (or
+the evaluation's IS NLL) on the embedded digits, in a process of its own, timed around that
+call alone (checkpoints and metrics log included), with the harness's own thread policy unless
+``--threads``.
 
     python benchmarks/harness.py --combo gaussian-mlp --epochs 5 --out DIR [--threads N]
+    python benchmarks/harness.py --combo gaussian-mlp --nll 1000 --out DIR
 
 prints one JSON line like ``bare.py``'s."""
 
@@ -13,7 +15,10 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from vaereg_harness.api import RunConfig, create_model, load_data, train_model
+from vaereg_harness.evaluate import evaluate
 from vaereg_harness.train import TrainConfig
 
 
@@ -24,18 +29,21 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads [the harness's policy]")
+    parser.add_argument("--nll", type=int, default=None, metavar="K", help="score the IS NLL with K samples instead")
     args = parser.parse_args()
     data = load_data("digits")
     config = RunConfig(train=TrainConfig(epochs=args.epochs, batch_size=args.batch, device="cpu",
                                          threads=args.threads))
     model = create_model(args.combo, data, config=config)
     began = time.perf_counter()
-    train_model(model, data, config, args.out, progress=False)
+    if args.nll:
+        result = {"nll": evaluate(model, data, args.nll, 128, progress=False).nll_nats, "images": data.test.shape[0]}
+    else:
+        train_model(model, data, config, args.out, progress=False)
+        result = {"images": args.epochs * data.train.shape[0]}
     seconds = time.perf_counter() - began
-    import torch
-
-    print(json.dumps({"seconds": seconds, "images": args.epochs * data.train.shape[0],
-                      "parameters": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads()}))
+    print(json.dumps({"seconds": seconds, **result, "parameters": sum(p.numel() for p in model.parameters()),
+                      "threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from vaereg_harness.train import TrainConfig, TrainingDiverged
 
 
 def config(epochs: int) -> RunConfig:
-    return RunConfig(train=TrainConfig(epochs=epochs, batch_size=128, seed=3, device="cpu"))
+    return RunConfig(train=TrainConfig(epochs=epochs, batch_size=128, seed=3, device="cpu", checkpoint_every=0))
 
 
 def trained(digits, out, epochs, resume=False):
@@ -96,7 +96,7 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(digits, tmp_path,
 
 def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     args = [sys.executable, "-m", "vaereg_harness.cli", "train", "--combo", "gaussian-mlp", "--epochs", "40",
-            "--quiet", "--device", "cpu"]
+            "--quiet", "--device", "cpu", "--checkpoint-every", "0"]
     proc = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.PIPE)
 
     def written():

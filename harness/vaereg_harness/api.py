@@ -31,6 +31,7 @@ from vaereg.config import from_dict, to_dict
 from vaereg.model import VAE
 from vaereg.objectives import ObjectiveConfig
 from vaereg.registry import get_registry
+from vaereg_harness import threads
 from vaereg_harness.data import Dataset, load_dataset, safe_name
 from vaereg_harness.evaluate import evaluate
 from vaereg_harness.fid import FIDProtocol
@@ -76,6 +77,8 @@ def run_key(data: Dataset, combo: Combo, config: RunConfig) -> str:
     training options (the device resolved) and objective. Evaluation options are left out,
     so scoring a trained run again (another K, FID on or off) finds its checkpoint."""
     train = {**to_dict(config.train), "device": pick_device(config.train.device).type}
+    for how in ("threads", "checkpoint_every"):  # how it runs, not what it computes
+        del train[how]
     shaped = {"dataset": data.spec.name, "classes": data.spec.classes, "combo": combo.text,
               "parts": combo.options(), "train": train, "objective": to_dict(config.objective_for(combo))}
     return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:10]
@@ -97,6 +100,7 @@ def create_model(text: str, data: Dataset, options: dict[str, dict[str, Any]] | 
     combo = resolve(text, data.spec, options or {})
     config.objective_for(combo)
     device = pick_device(config.train.device)
+    threads.configure(config.train.threads)
     seed_everything(config.train)
     return VAE(combo).to(device)
 
@@ -194,6 +198,7 @@ def evaluate_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, r
         dataset=data.spec.name,
         seed=config.train.seed,
         device=str(next(model.parameters()).device),
+        threads=threads.current().describe() if threads.current() else None,
         epochs=config.train.epochs,
         condition="label" if data.spec.classes else None,
         eval_images=scored.test.shape[0] if scored is not data else None,

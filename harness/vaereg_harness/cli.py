@@ -15,7 +15,7 @@ from vaereg.combo import resolve
 from vaereg.config import field_types, from_dict, to_dict
 from vaereg.parts import SLOTS
 from vaereg.registry import get_registry
-from vaereg_harness import checkpoint, experiment
+from vaereg_harness import checkpoint, experiment, threads
 from vaereg_harness.api import RunConfig, create_model, evaluate_combo, load_data, run_dir, train_model
 from vaereg_harness.data import DATASET_NAMES
 from vaereg_harness.fid import EXTRACTORS, default_cache_dir, protocol_for
@@ -36,6 +36,15 @@ class Group(click.Group):
             raise click.UsageError(str(exc), ctx) from None
         except VaeregError as exc:
             raise click.ClickException(str(exc)) from None
+
+
+def thread_count(_ctx, _param, value: str | int) -> int | None:
+    if value == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a whole number of threads nor 'auto'") from None
 
 
 def run_options(command):
@@ -69,9 +78,15 @@ def run_options(command):
         click.option("--deterministic", is_flag=True, help="Use deterministic algorithms only."),
         click.option("--compile", "compile_", is_flag=True, help="torch.compile every part (for long GPU runs)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--threads", default="auto", show_default=True, callback=thread_count, metavar="N|auto",
+                     help="Intra-op CPU threads. auto: this process's share of the cores (cores / torchrun's local "
+                          "ranks), fewer while other processes keep cores busy (Linux)."),
         click.option("--set", "assignments", multiple=True, metavar="GROUP.NAME=VALUE",
                      help=f"A part or objective option, e.g. encoder.latent_dim=8, objective.beta=0.5 "
                           f"(groups: {', '.join(SLOTS)}, objective). Repeatable."),
+        click.option("--checkpoint-every", type=float, default=30.0, show_default=True, metavar="SECONDS",
+                     help="Write the checkpoint after an epoch once this many seconds have passed since the last "
+                          "(and after each stage's last epoch); 0: after every epoch."),
         click.option("--out", type=click.Path(path_type=Path), default=Path("vaereg-runs"), show_default=True,
                      help="Where checkpoints (and sample grids) go."),
         click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out if there is one."),
@@ -85,10 +100,12 @@ def run_options(command):
 
     @wraps(command)
     def wrapper(**kw):
-        names = ("epochs", "prior_epochs", "batch_size", "lr", "device", "deterministic")
+        names = ("epochs", "prior_epochs", "batch_size", "lr", "device", "deterministic", "threads",
+                 "checkpoint_every")
         values = {name: kw.pop(name) for name in names} | {"compile": kw.pop("compile_")}
         kw["train_configs"] = [from_dict(TrainConfig, {**values, "seed": seed}, what="training option")
                                for seed in dict.fromkeys(kw.pop("seeds"))]
+        threads.configure(kw["train_configs"][0].threads)  # before any parallel region runs
         kw["grouped"] = experiment.merged_sets(click.get_current_context(), list(kw.pop("assignments")))
         kw["data"] = load_data(kw.pop("dataset"), kw.pop("data_root"), download=kw.pop("download"),
                                condition=kw.pop("condition"))

@@ -14,6 +14,7 @@ from vaereg.codes import codebook_stats
 from vaereg.model import VAE
 from vaereg.objectives import importance_nll, kl_per_level, negative_elbo
 from vaereg.specs import LatentSpec
+from vaereg_harness import threads
 from vaereg_harness.data import Dataset
 
 
@@ -76,6 +77,7 @@ def evaluate(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 128, pr
         terms = model.terms(batch, posterior, 1)
         nelbos.append(negative_elbo(terms))
         nlls.append(importance_nll(model, batch, iw_samples, iw_chunk, posterior))
+        threads.tick()
         if terms.deterministic:
             indices.append(terms.z[0])
         elif terms.kl is not None:

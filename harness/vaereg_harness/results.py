@@ -38,6 +38,7 @@ class Row:
     dataset: str
     seed: int
     device: str
+    threads: str | None = None  # intra-op CPU threads: "N" fixed, or "auto:LO-HI", the counts the load allowed
     epochs: int
     condition: str | None = None  # "label": the NLL is -log p(x | y)
     eval_images: int | None = None  # --eval-images: the NLL and ELBO are over this fixed test subset
