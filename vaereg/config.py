@@ -111,6 +111,21 @@ def _field_type(hint: Any, where: str) -> FieldType:
     return FieldType(hint, optional, bounds)
 
 
+def check(config: object, *, what: str) -> None:
+    """Check every field of the dataclass instance ``config`` whose type is an option type
+    (others, such as nested configs, are left to their own checks)."""
+    hints = typing.get_type_hints(type(config), include_extras=True)
+    for f in dataclasses.fields(config):
+        try:
+            kind = _field_type(hints[f.name], f.name)
+        except TypeError:
+            continue
+        value = getattr(config, f.name)
+        problem = kind.problem(value)
+        if problem is not None:
+            raise UsageError(f"{what}: {f.name}={_shown(value)} is {problem}; expected {kind.describe()}")
+
+
 def to_dict(config: object) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
@@ -126,12 +141,15 @@ def from_dict(cls: type[T], values: dict[str, Any], *, what: str) -> T:
     for name, value in values.items():
         problem = known[name].problem(value)
         if problem is not None:
-            shown = json.dumps(value) if isinstance(value, str | int | float | bool | None) else repr(value)
-            raise UsageError(f"{what}: {name}={shown[:60]} is {problem}; expected {known[name].describe()}")
+            raise UsageError(f"{what}: {name}={_shown(value)} is {problem}; expected {known[name].describe()}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{what}: {exc}") from None
+
+
+def _shown(value: Any) -> str:
+    return (json.dumps(value) if isinstance(value, str | int | float | bool | None) else repr(value))[:60]
 
 
 def parse_assignment(text: str) -> tuple[str, str, Any]:

@@ -27,11 +27,11 @@ import torch
 
 from vaereg import Range, __version__
 from vaereg.combo import Combo, resolve
-from vaereg.config import from_dict, to_dict
+from vaereg.config import check, from_dict, to_dict
 from vaereg.model import VAE
 from vaereg.objectives import ObjectiveConfig
 from vaereg.registry import get_registry
-from vaereg_harness import threads
+from vaereg_harness import memory, threads
 from vaereg_harness.data import Dataset, load_dataset, safe_name
 from vaereg_harness.evaluate import evaluate
 from vaereg_harness.fid import FIDProtocol
@@ -49,8 +49,11 @@ class RunConfig:
     objective: dict[str, Any] = field(default_factory=dict)  # the user's objective.* options
     iw_samples: Annotated[int, Range(1, 1_000_000)] = 1000
     iw_chunk: Annotated[int, Range(1, 65536)] = 128
-    fid_samples: Annotated[int, Range(2, 1_000_000)] = 1000
+    fid_samples: Annotated[int, Range(2, 100_000)] = 1000
     eval_images: Annotated[int, Range(1, 100_000_000)] | None = None  # a fixed subset of the test split
+
+    def __post_init__(self) -> None:
+        check(self, what="option")
 
     def objective_for(self, combo: Combo) -> ObjectiveConfig:
         """The parts' objective defaults (NVAE's warm-up), overridden by the user's options,
@@ -66,10 +69,11 @@ class RunConfig:
 
 
 def load_data(name: str = "digits", root: str | Path = "data", *, download: bool = False,
-              condition: str | None = None) -> Dataset:
+              condition: str | None = None, skip_bad_images: bool = False) -> Dataset:
     """A data set by name (``digits``, ``mnist``, ``folder:PATH``, ...), conditioned on
-    ``condition`` (``"label"``) or unconditional."""
-    return load_dataset(name, root, download).conditioned(condition)
+    ``condition`` (``"label"``) or unconditional; ``skip_bad_images`` skips (and counts) the
+    unreadable files of a ``folder:`` instead of refusing them."""
+    return load_dataset(name, root, download, skip_bad_images).conditioned(condition)
 
 
 def run_key(data: Dataset, combo: Combo, config: RunConfig) -> str:
@@ -181,6 +185,7 @@ def evaluate_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, r
     """Evaluate a trained model on the test split into a results row (not yet written).
     ``fid``: how to compute FID, or a note saying why there is none, or None when not asked."""
     cuda = next(model.parameters()).device.type == "cuda"
+    memory.check_run(model, config.iw_chunk, config.fid_samples if isinstance(fid, FIDProtocol) else None)
     scored = data.test_subset(config.eval_images)
     result = evaluate(model, scored, config.iw_samples, config.iw_chunk, progress)
     folder = run_dir(out, data, model.combo, config)
@@ -227,6 +232,7 @@ def evaluate_combo(text: str, data: Dataset, options: dict[str, dict[str, Any]],
                    log: tuple[str, ...] = ()) -> Row:
     """Create, train and evaluate one combo: what ``vaereg eval`` does for each ``--combo``."""
     model = create_model(text, data, options, config)
+    memory.check_run(model, config.iw_chunk, config.fid_samples if isinstance(fid, FIDProtocol) else None)
     if next(model.parameters()).device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     reports, _ = train_model(model, data, config, out, resume=resume, progress=progress, log=log)

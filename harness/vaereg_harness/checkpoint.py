@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,21 +35,48 @@ def save(path: Path, model: VAE, *, state: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+# what a checkpoint must hold, and the type of each
+REQUIRED = {"format": int, "combo": str, "canonical": str, "data": dict, "options": str, "model": dict}
+
+
 def load(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, checked; every malformed file is one usage error."""
     if not Path(path).is_file():
         raise UsageError(f"no checkpoint at {path}; give the checkpoint.pt written by 'vaereg train' or 'eval'")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file
-        raise UsageError(f"{path} is not a readable vaereg checkpoint ({type(exc).__name__}: {exc})") from None
+    except pickle.UnpicklingError:  # torch's message would suggest weights_only=False: never for an unknown file
+        raise UsageError(f"{path} is not a readable vaereg checkpoint: it holds objects other than tensors and "
+                         f"plain data, which vaereg never loads") from None
+    except Exception as exc:  # truncated, or not a torch file at all
+        raise UsageError(f"{path} is not a readable vaereg checkpoint ({type(exc).__name__}); it may be truncated "
+                         f"or another kind of file") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UsageError(f"{path} is not a vaereg checkpoint of format {FORMAT}")
+    for key, kind in REQUIRED.items():
+        if not isinstance(payload.get(key), kind):
+            raise UsageError(f"{path} is a damaged vaereg checkpoint: {key!r} is missing or not a {kind.__name__}")
     return payload
 
 
-def rebuild(payload: dict[str, Any]) -> VAE:
+def rebuild(payload: dict[str, Any], path: Path | str = "the checkpoint") -> VAE:
     """The model a checkpoint describes, with its weights, from its JSON configs alone."""
-    combo: Combo = resolve(payload["canonical"], DataSpec(**payload["data"]), json.loads(payload["options"]))
+    try:
+        data = DataSpec(**payload["data"])
+        options = json.loads(payload["options"])
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{path} is a damaged vaereg checkpoint: its data or options do not parse ({exc})") from None
+    combo: Combo = resolve(payload["canonical"], data, options)
     model = VAE(combo)
-    model.load_state_dict(payload["model"])
+    load_weights(model, payload["model"], path)
     return model
+
+
+def load_weights(model: VAE, state: dict[str, Any], path: Path | str) -> None:
+    """``state`` into ``model``, or one usage error naming the first weight that does not fit."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()
+        detail = next((line.strip() for line in first[1:] if line.strip()), first[0] if first else "")
+        raise UsageError(f"{path}: its weights do not fit the model {model.combo.canonical} ({detail[:200]})") from None

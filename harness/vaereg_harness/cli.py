@@ -16,11 +16,12 @@ from vaereg.config import field_types, from_dict, to_dict
 from vaereg.parts import SLOTS
 from vaereg.registry import get_registry
 from vaereg_harness import checkpoint, experiment, threads
-from vaereg_harness.api import RunConfig, create_model, evaluate_combo, load_data, run_dir, train_model
+from vaereg_harness.api import RunConfig, create_model, evaluate_combo, load_data, run_dir, run_key, train_model
 from vaereg_harness.data import DATASET_NAMES
 from vaereg_harness.fid import EXTRACTORS, default_cache_dir, protocol_for
+from vaereg_harness.files import check_folder
 from vaereg_harness.images import save_grid
-from vaereg_harness.results import append_row, read_results
+from vaereg_harness.results import append_row, read_results, recorded
 from vaereg_harness.train import TrainConfig, pick_device
 
 RUN_COMMANDS = ("eval", "train")
@@ -65,6 +66,9 @@ def run_options(command):
                      help="Where data files live: MNIST / Fashion-MNIST IDX files (gzipped or not, flat or in "
                           "torchvision's <Name>/raw), CIFAR-10 in torchvision's layout."),
         click.option("--download/--no-download", default=False, help="Fetch a torchvision data set (needs a network)."),
+        click.option("--skip-bad-images", is_flag=True,
+                     help="folder:PATH: skip unreadable image files (counted in a note) instead of stopping at the "
+                          "first."),
         click.option("--condition", type=click.Choice(["label"]), default=None,
                      help="Condition every part on the class label (a conditional VAE); the NLL is -log p(x | y)."),
         click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True,
@@ -108,7 +112,7 @@ def run_options(command):
         threads.configure(kw["train_configs"][0].threads)  # before any parallel region runs
         kw["grouped"] = experiment.merged_sets(click.get_current_context(), list(kw.pop("assignments")))
         kw["data"] = load_data(kw.pop("dataset"), kw.pop("data_root"), download=kw.pop("download"),
-                               condition=kw.pop("condition"))
+                               condition=kw.pop("condition"), skip_bad_images=kw.pop("skip_bad_images"))
         return command(**kw)
 
     return wrapper
@@ -141,9 +145,11 @@ def part_options(grouped: dict) -> dict:
     return {slot: values for slot, values in grouped.items() if slot in SLOTS}
 
 
-def checked(combos, data, grouped, config: RunConfig, log: tuple[str, ...]) -> dict:
-    """Every combo resolved and its options, objective and loggers checked before any work
-    starts; returns the part options."""
+def checked(combos, data, grouped, config: RunConfig, log: tuple[str, ...], **folders: Path) -> dict:
+    """Every combo resolved and its options, objective, loggers and output ``folders`` (option
+    name -> path) checked before any work starts; returns the part options."""
+    for option, path in folders.items():
+        check_folder(path, f"--{option}")
     for name in log:
         get_registry().logger(name)
     options = part_options(grouped)
@@ -188,7 +194,7 @@ def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, 
     configs = [RunConfig(train=train, objective=grouped.get("objective", {}), iw_samples=iw_samples,
                          iw_chunk=iw_chunk, fid_samples=fid_samples, eval_images=eval_images)
                for train in train_configs]
-    options = checked(combos, data, grouped, configs[0], log)
+    options = checked(combos, data, grouped, configs[0], log, out=out, results=results)
     if print_config:
         return print_experiment(combos, data, grouped, configs, out)
     protocol = None
@@ -200,7 +206,12 @@ def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, 
         click.echo(f"note: {protocol}", err=True)
     rows = []
     for text in combos:
+        combo = resolve(text, data.spec, options)
         for config in configs:
+            if recorded(results, run_key(data, combo, config), json.dumps(config.describe(combo))):
+                click.echo(f"note: {text} seed {config.train.seed} is already recorded in {results}/ with these "
+                           f"settings; skipped (change a setting, or remove its row, to run it again)", err=True)
+                continue
             row = evaluate_combo(text, data, options, config, out, fid=protocol, resume=resume, progress=not quiet,
                                  log=log)
             append_row(results, row)
@@ -215,7 +226,7 @@ def train_command(combos, data, train_configs, grouped, out, resume, quiet, log,
     """Train every stage of each combo (once per seed) and write its checkpoint and metrics log
     (no evaluation)."""
     configs = [RunConfig(train=train, objective=grouped.get("objective", {})) for train in train_configs]
-    options = checked(combos, data, grouped, configs[0], log)
+    options = checked(combos, data, grouped, configs[0], log, out=out)
     if print_config:
         return print_experiment(combos, data, grouped, configs, out)
     for text in combos:
@@ -227,7 +238,7 @@ def train_command(combos, data, train_configs, grouped, out, resume, quiet, log,
 
 @main.command("sample")
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
-@click.option("-n", "count", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("-n", "count", type=click.IntRange(1, 10000), default=64, show_default=True)
 @click.option("-o", "output", type=click.Path(path_type=Path), default=Path("samples.png"), show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--label", type=int, default=None,
@@ -240,7 +251,7 @@ def sample_command(checkpoint_path, count, output, seed, label):
 
     if output.suffix.lower() != ".png":
         raise UsageError(f"-o {output}: the grid is written as PNG; give a path ending in .png")
-    model = checkpoint.rebuild(checkpoint.load(checkpoint_path)).eval()
+    model = checkpoint.rebuild(checkpoint.load(checkpoint_path), checkpoint_path).eval()
     classes = model.combo.data.classes
     if label is not None and not classes:
         raise UsageError(f"--label {label}: {checkpoint_path} holds an unconditional model; drop --label")
@@ -250,8 +261,16 @@ def sample_command(checkpoint_path, count, output, seed, label):
     if classes:
         labels = torch.full((count,), label) if label is not None else torch.arange(count) % classes
     torch.manual_seed(seed)
-    save_grid(model.sample(count, Context(label=labels)), output)
+    context = Context(label=labels)
+    with torch.no_grad():
+        samples = torch.cat([model.sample(min(256, count - i), context.select(slice(i, i + 256)))
+                             for i in range(0, count, 256)])
+    save_grid(samples, output)
     click.echo(f"{count} samples from {model.combo.text} written to {output}")
+
+
+def skipped_file(path: Path, why: str) -> None:
+    click.echo(f"note: skipped {path}, not a readable results file ({why})", err=True)
 
 
 def describe_latent(entry) -> str:
@@ -301,7 +320,7 @@ def plugins_command(as_json):
 @click.option("--combo", default=None, help="Only rows of this combo (as given to eval).")
 def results_command(results, combo):
     """Show the results store as a table."""
-    rows = read_results(results).to_pylist()
+    rows = read_results(results, on_skip=skipped_file).to_pylist()
     if combo is not None:
         rows = [r for r in rows if r["combo"] == combo]
     if not rows:
@@ -321,7 +340,8 @@ def report_command(results, out, title):
     curves and sample grids."""
     from vaereg_harness.report import write_report
 
-    page, twin = write_report(results, out, title)
+    check_folder(out, "--out")
+    page, twin = write_report(results, out, title, on_skip=skipped_file)
     click.echo(f"report written to {page} and {twin}")
 
 

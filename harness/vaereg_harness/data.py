@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,12 +78,13 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", text)
 
 
-def load_dataset(name: str, root: str | Path = "data", download: bool = False) -> Dataset:
+def load_dataset(name: str, root: str | Path = "data", download: bool = False,
+                 skip_bad_images: bool = False) -> Dataset:
     """``digits``, ``mnist``, ``binarized-mnist``, ``fashion-mnist``, ``cifar10`` or ``folder:PATH``."""
     if name == "digits":
         return _digits()
     if name.startswith("folder:"):
-        return load_folder(Path(name.removeprefix("folder:")))
+        return load_folder(Path(name.removeprefix("folder:")), skip_bad_images)
     if name in IDX_SETS:
         return _idx_set(name, Path(root), download)
     if name in TORCHVISION_SETS:
@@ -167,41 +170,80 @@ def _torchvision(name: str, root: Path, download: bool) -> Dataset:
     return Dataset(DataSpec(name, channels, height, width, 256), x_train, x_test, labels(train), labels(test))
 
 
-def load_folder(path: Path) -> Dataset:
-    """Images under ``path``: ``train/`` and ``test/`` subfolders when present, else every tenth
-    file (sorted by path) is test. Images in class subfolders are labelled by folder name."""
+def read_image(path: Path) -> tuple[np.ndarray, str] | str:
+    """``(pixels, mode)``, ``[H, W]`` for greyscale ("L") or ``[H, W, 3]`` for colour ("RGB") as
+    uint8, or why ``path`` cannot be read. 16-bit images are scaled to 8 bits, not clipped;
+    images above Pillow's decompression-bomb limit are refused."""
     from PIL import Image
 
+    if not path.is_file():
+        return "not a file (a folder, or a broken link)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                if im.mode.startswith("I"):  # 16-bit (or 32-bit integer) greyscale
+                    return np.round(np.asarray(im, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8), "L"
+                if im.mode in ("L", "1", "LA"):
+                    return np.asarray(im.convert("L")), "L"
+                rgb = np.asarray(im.convert("RGB"))
+                grey_palette = im.mode == "P" and (rgb == rgb[..., :1]).all()
+                return (rgb[..., 0], "L") if grey_palette else (rgb, "RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return f"too large to read safely (over {Image.MAX_IMAGE_PIXELS} pixels); resize it"
+    except (OSError, ValueError, SyntaxError) as exc:
+        return f"not a readable image ({str(exc)[:100]})"
+
+
+def load_folder(path: Path, skip_bad_images: bool = False) -> Dataset:
+    """Images under ``path``: ``train/`` and ``test/`` subfolders when present, else every tenth
+    file (sorted by path) is test. Images in class subfolders are labelled by folder name. An
+    unreadable file is an error naming it, or skipped and counted with ``skip_bad_images``;
+    greyscale and colour images are not mixed."""
     if not path.is_dir():
         raise UsageError(f"folder:{path} is not a folder of images; give folder:PATH to an existing folder")
     splits = {"train": path / "train", "test": path / "test"}
+    roots = {split: p if p.is_dir() else path for split, p in splits.items()}
     if all(p.is_dir() for p in splits.values()):
         files = {split: _images_under(p) for split, p in splits.items()}
     else:
         every = _images_under(path)
         files = {"train": [f for i, f in enumerate(every) if i % 10], "test": every[::10]}
-    if not files["train"] or not files["test"]:
+    read = {split: [(f, read_image(f)) for f in names] for split, names in files.items()}
+    bad = [(f, got) for pairs in read.values() for f, got in pairs if isinstance(got, str)]
+    if bad and not skip_bad_images:
+        more = f" ({len(bad) - 1} more unreadable files)" if len(bad) > 1 else ""
+        raise UsageError(f"{bad[0][0]}: {bad[0][1]}{more}; remove it, or pass --skip-bad-images to skip it")
+    if bad:
+        print(f"note: skipped {len(bad)} unreadable image(s) in folder:{path}, e.g. {bad[0][0]}: {bad[0][1]}",
+              file=sys.stderr)
+    good = {split: [(f, got) for f, got in pairs if not isinstance(got, str)] for split, pairs in read.items()}
+    if not good["train"] or not good["test"]:
         raise UsageError(f"folder:{path} needs images (png, jpg) for both a train and a test split")
+    first_of = {}
+    for pairs in good.values():
+        for f, (_, mode) in pairs:
+            first_of.setdefault(mode, f)
+    if len(first_of) > 1:
+        raise UsageError(f"folder:{path} mixes greyscale ({first_of['L']}) and colour ({first_of['RGB']}) images; "
+                         f"convert them to one mode")
+    first, (pixels, mode) = good["train"][0]
+    shape = pixels.shape
 
-    first = Image.open(files["train"][0])
-    mode = "L" if first.mode in ("L", "1", "P", "I;16", "I") else "RGB"
-    size = first.size
-    roots = {"train": splits["train"] if splits["train"].is_dir() else path,
-             "test": splits["test"] if splits["test"].is_dir() else path}
-
-    def read(split: str) -> tuple[Tensor, list[str]]:
+    def stacked(split: str) -> tuple[Tensor, list[str]]:
         arrays, classes = [], []
-        for f in files[split]:
-            with Image.open(f) as im:
-                if im.size != size:
-                    raise UsageError(f"{f} is {im.size[0]}x{im.size[1]}; every image must be {size[0]}x{size[1]}")
-                arrays.append(np.asarray(im.convert(mode)))
+        for f, (array, _) in good[split]:
+            if array.shape != shape:
+                raise UsageError(f"{f} is {array.shape[1]}x{array.shape[0]}; every image must be "
+                                 f"{shape[1]}x{shape[0]} like {first}")
+            arrays.append(array)
             rel = f.relative_to(roots[split])
             classes.append(rel.parts[0] if len(rel.parts) > 1 else "")
-        stacked = torch.from_numpy(np.stack(arrays))
-        return (stacked.unsqueeze(1) if mode == "L" else stacked.permute(0, 3, 1, 2)).contiguous(), classes
+        x = torch.from_numpy(np.stack(arrays))
+        return (x.unsqueeze(1) if mode == "L" else x.permute(0, 3, 1, 2)).contiguous(), classes
 
-    (x_train, c_train), (x_test, c_test) = read("train"), read("test")
+    (x_train, c_train), (x_test, c_test) = stacked("train"), stacked("test")
     names = sorted(set(c_train) | set(c_test))
     labelled = all(c_train) and all(c_test)
     index = {c: i for i, c in enumerate(names)}

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vaereg_harness.files import atomic_write
+
 
 def save_grid(images: torch.Tensor, path: Path, *, cols: int | None = None, min_cell: int = 32,
               pad: int = 1) -> Path:
@@ -27,6 +29,5 @@ def save_grid(images: torch.Tensor, path: Path, *, cols: int | None = None, min_
         r, col = divmod(i, cols)
         top, left = pad + r * cell_h, pad + col * cell_w
         canvas[top:top + h * scale, left:left + w * scale] = pixels[i]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas[..., 0] if c == 1 else canvas).save(path)
-    return path
+    image = Image.fromarray(canvas[..., 0] if c == 1 else canvas)
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))

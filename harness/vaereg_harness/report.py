@@ -247,9 +247,11 @@ def render_markdown(title: str, parts: list[Section], root: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_report(results: Path, out: Path, title: str = "vaereg report") -> tuple[Path, Path]:
-    """Write ``out/index.html`` and ``out/report.md`` (figures in ``out/figures``)."""
-    rows = read_results(results).to_pylist()
+def write_report(results: Path, out: Path, title: str = "vaereg report",
+                 on_skip: Callable[[Path, str], None] | None = None) -> tuple[Path, Path]:
+    """Write ``out/index.html`` and ``out/report.md`` (figures in ``out/figures``); unreadable
+    results files are skipped and reported to ``on_skip``."""
+    rows = read_results(results, on_skip).to_pylist()
     if not rows:
         raise UsageError(f"--results {results}: no rows to report; run 'vaereg eval' first or give another folder")
     if out.exists() and not out.is_dir():

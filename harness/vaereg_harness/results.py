@@ -11,6 +11,8 @@ import dataclasses
 import types
 import typing
 import uuid
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -91,6 +93,7 @@ def schema_of(row_type: type) -> pa.Schema:
 
 
 SCHEMA = schema_of(Row)
+REQUIRED = [f.name for f in SCHEMA if not f.nullable]  # a file without one of these is not a results file
 
 
 def append_row(directory: Path, row: Row) -> Path:
@@ -101,11 +104,32 @@ def append_row(directory: Path, row: Row) -> Path:
     return atomic_write(directory / name, lambda tmp: pq.write_table(table, tmp))
 
 
-def read_results(directory: Path) -> pa.Table:
-    """Every row under ``directory`` under the declared schema (empty if there is none)."""
+def read_results(directory: Path, on_skip: Callable[[Path, str], None] | None = None) -> pa.Table:
+    """Every row under ``directory`` under the declared schema (empty if there is none). A file
+    that is not a readable results file is skipped and reported to ``on_skip(path, why)``
+    (a warning by default), so one bad file never hides the other rows."""
     if not directory.is_dir():
         return SCHEMA.empty_table()
-    files = sorted(str(p) for p in directory.glob("*.parquet"))
-    if not files:
+    tables = []
+    for path in sorted(directory.glob("*.parquet")):
+        try:
+            missing = [name for name in REQUIRED if name not in pq.read_schema(path).names]
+            if missing:
+                raise pa.ArrowInvalid(f"no column {missing[0]!r}: not a vaereg results file")
+            tables.append(ds.dataset(str(path), schema=SCHEMA, format="parquet").to_table())
+        except (pa.ArrowException, OSError) as exc:
+            why = str(exc).splitlines()[0][:200]
+            if on_skip is None:
+                warnings.warn(f"skipped {path}: {why}", stacklevel=2)
+            else:
+                on_skip(path, why)
+    if not tables:
         return SCHEMA.empty_table()
-    return ds.dataset(files, schema=SCHEMA, format="parquet").to_table().sort_by("created_at")
+    return pa.concat_tables(tables).sort_by("created_at")
+
+
+def recorded(directory: Path, config_hash: str, config: str) -> bool:
+    """Whether ``directory`` already holds a row of this run: the same training settings and the
+    same resolved configuration."""
+    rows = read_results(directory, on_skip=lambda *_: None).select(["config_hash", "config", "status"]).to_pylist()
+    return any(r["config_hash"] == config_hash and r["config"] == config and r["status"] == "ok" for r in rows)

@@ -18,11 +18,16 @@ from torch import Tensor
 from tqdm import tqdm
 
 from vaereg import Range, UsageError, VaeregError
+from vaereg.config import check
 from vaereg.model import VAE
 from vaereg.objectives import ObjectiveConfig, training_loss
 from vaereg_harness import checkpoint, threads
 from vaereg_harness.data import Dataset
 from vaereg_harness.logs import Logger
+
+
+def optimizer_params(optimizer: torch.optim.Optimizer) -> list[Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
 
 
 class TrainingDiverged(VaeregError):
@@ -45,6 +50,9 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Annotated[int, Range(1, 1024)] | None = None  # intra-op CPU threads; None: auto (threads.py)
     checkpoint_every: Annotated[float, Range(0, 1e6)] = 30.0  # seconds between checkpoints; 0: every epoch
+
+    def __post_init__(self) -> None:
+        check(self, what="training option")
     deterministic: bool = False
     compile: bool = False  # torch.compile the model's forward
 
@@ -239,12 +247,16 @@ class Trainer:
                 f"--resume: {self.path} holds {payload['canonical']}, not {self.model.combo.canonical}; "
                 f"use another --out or drop --resume"
             )
-        self.model.load_state_dict(payload["model"])
-        self.shuffle.set_state(payload["rng_shuffle"])
-        torch.set_rng_state(payload["rng_torch"])
-        for name, report in payload["reports"].items():
-            self.reports[name] = StageReport(name, report["seconds"], report["images"])
-        return payload["stage"], payload["epoch"], payload["optimizer"]
+        checkpoint.load_weights(self.model, payload["model"], self.path)
+        try:
+            self.shuffle.set_state(payload["rng_shuffle"])
+            torch.set_rng_state(payload["rng_torch"])
+            for name, report in payload["reports"].items():
+                self.reports[name] = StageReport(name, float(report["seconds"]), int(report["images"]))
+            return int(payload["stage"]), int(payload["epoch"]), payload["optimizer"]
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise UsageError(f"--resume: {self.path} lacks the training state to continue from ({type(exc).__name__}: "
+                             f"{str(exc)[:100]}); drop --resume to train from the start") from None
 
     def save(self, stage: int, epoch: int, optimizer: torch.optim.Optimizer | None) -> None:
         state = {
@@ -295,12 +307,15 @@ class Trainer:
                     totals[key] = totals.get(key, 0) + value.float() * idx.shape[0]
                 bar.update()
             means = {k: v.item() / n for k, v in totals.items()}  # one sync per epoch
-            if not math.isfinite(means["loss"]):
+            weights_finite = bool(torch.stack([p.detach().isfinite().all() for p in optimizer_params(optimizer)]).all())
+            if not math.isfinite(means["loss"]) or not weights_finite:
                 bar.close()
-                raise TrainingDiverged(
-                    f"loss became {means['loss']} in the {stage.name} stage, epoch {epoch + 1}; the last good "
-                    f"checkpoint is kept at {self.path}; lower --lr or check the data"
-                )
+                loss = means["loss"]
+                what = f"loss became {loss}" if not math.isfinite(loss) else "weights became non-finite"
+                kept = (f"the last good checkpoint is kept at {self.path}" if self.path.is_file()
+                        else "no checkpoint was written")
+                raise TrainingDiverged(f"{what} in the {stage.name} stage, epoch {epoch + 1}; {kept}; lower --lr or "
+                                       f"check the data")
             seconds = time.perf_counter() - began
             report.seconds += seconds
             report.images += n
