@@ -145,6 +145,28 @@ def test_a_full_disk_is_one_line_naming_the_path_and_leaves_nothing_half_written
     assert not list((tmp_path / "vaereg-results").iterdir())  # no temporary or partial file
 
 
+def test_a_row_the_store_cannot_take_is_kept_and_added_by_the_next_eval(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_table = pq.write_table
+
+    def results_disk_full(table, where, *args, **kwargs):
+        if "vaereg-results" in str(where):
+            full_disk()
+        return write_table(table, where, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", results_disk_full)
+    run = ["eval", "--combo", "gaussian-mlp", "--epochs", "1", "--iw-samples", "2", "--no-fid", "--quiet"]
+    result = CliRunner().invoke(main, run)
+    assert result.exit_code == 1 and "the row is kept in" in result.output, result.output
+    (kept,) = tmp_path.glob("vaereg-runs/*/unrecorded-row.parquet")
+    monkeypatch.setattr(pq, "write_table", write_table)  # space again
+    result = CliRunner().invoke(main, run)
+    assert result.exit_code == 0 and "could not record is now in" in result.output, result.output
+    rows = read_results(tmp_path / "vaereg-results").to_pylist()
+    assert len(rows) == 1 and not kept.exists()  # recovered, and the re-run is not recorded twice
+    assert "already recorded" in result.output
+
+
 def test_stale_temporary_files_of_killed_writers_are_removed(tmp_path):
     dead = tmp_path / ".checkpoint.pt.999999999.deadbeef.tmp"
     dead.write_bytes(b"half a checkpoint")
@@ -189,7 +211,9 @@ def test_settings_that_could_never_fit_are_refused_before_any_work(tmp_path):
                       "--iw-chunk", "65536", "--no-fid", "--epochs", "1", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "lower --iw-chunk" in proc.stderr, proc.stderr
     for option in ("--results", "--out"):
-        (tmp_path / "a-file").write_text("mine")
-        proc = vaereg_cli("eval", "--combo", "gaussian-mlp", option, "a-file", cwd=tmp_path, check=False)
+        where = tmp_path / option.strip("-")
+        where.mkdir()
+        (where / "a-file").write_text("mine")
+        proc = vaereg_cli("eval", "--combo", "gaussian-mlp", option, "a-file", cwd=where, check=False)
         assert proc.returncode == 2 and "a-file is a file, not a folder" in proc.stderr
-        assert (tmp_path / "a-file").read_text() == "mine" and not (tmp_path / "vaereg-runs").exists()
+        assert (where / "a-file").read_text() == "mine" and [p.name for p in where.iterdir()] == ["a-file"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from functools import wraps
 from pathlib import Path
@@ -19,9 +20,9 @@ from vaereg_harness import checkpoint, experiment, threads
 from vaereg_harness.api import RunConfig, create_model, evaluate_combo, load_data, run_dir, run_key, train_model
 from vaereg_harness.data import DATASET_NAMES
 from vaereg_harness.fid import EXTRACTORS, default_cache_dir, protocol_for
-from vaereg_harness.files import check_folder
+from vaereg_harness.files import check_folder, check_path_name, make_folder
 from vaereg_harness.images import save_grid
-from vaereg_harness.results import append_row, read_results, recorded
+from vaereg_harness.results import append_or_keep, read_results, recorded, recover_rows
 from vaereg_harness.train import TrainConfig, pick_device
 
 RUN_COMMANDS = ("eval", "train")
@@ -37,6 +38,20 @@ class Group(click.Group):
             raise click.UsageError(str(exc), ctx) from None
         except VaeregError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # the file system refused: one line naming the path, never a traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+
+
+class UserPath(click.Path):
+    """A path option; a name too long for the file system is a usage error here."""
+
+    def convert(self, value, param, ctx):
+        try:
+            check_path_name(os.fspath(value), "")
+        except UsageError as exc:
+            self.fail(str(exc).strip(), param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def thread_count(_ctx, _param, value: str | int) -> int | None:
@@ -51,7 +66,7 @@ def thread_count(_ctx, _param, value: str | int) -> int | None:
 def run_options(command):
     """Options shared by ``train`` and ``eval``."""
     options = [
-        click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), is_eager=True,
+        click.option("--config", "config_file", type=UserPath(path_type=Path, dir_okay=False), is_eager=True,
                      expose_value=False, callback=read_experiment,
                      help="An experiment file (TOML): keys are the long options (combo, seed, epochs, lr, ...; "
                           "lists of combos and seeds sweep) and [set.GROUP] tables. Options given here override it."),
@@ -62,7 +77,7 @@ def run_options(command):
                      help="A '+'-separated combo: gaussian, vq+pixelcnn, gaussian+likelihood=bernoulli. Repeatable."),
         click.option("--dataset", default="digits", show_default=True,
                      help=f"One of {', '.join(DATASET_NAMES)}, or folder:PATH."),
-        click.option("--data-root", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
+        click.option("--data-root", type=UserPath(path_type=Path), default=Path("data"), show_default=True,
                      help="Where data files live: MNIST / Fashion-MNIST IDX files (gzipped or not, flat or in "
                           "torchvision's <Name>/raw), CIFAR-10 in torchvision's layout."),
         click.option("--download/--no-download", default=False, help="Fetch a torchvision data set (needs a network)."),
@@ -91,7 +106,7 @@ def run_options(command):
         click.option("--checkpoint-every", type=float, default=30.0, show_default=True, metavar="SECONDS",
                      help="Write the checkpoint after an epoch once this many seconds have passed since the last "
                           "(and after each stage's last epoch); 0: after every epoch."),
-        click.option("--out", type=click.Path(path_type=Path), default=Path("vaereg-runs"), show_default=True,
+        click.option("--out", type=UserPath(path_type=Path), default=Path("vaereg-runs"), show_default=True,
                      help="Where checkpoints (and sample grids) go."),
         click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out if there is one."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
@@ -148,13 +163,15 @@ def part_options(grouped: dict) -> dict:
 def checked(combos, data, grouped, config: RunConfig, log: tuple[str, ...], **folders: Path) -> dict:
     """Every combo resolved and its options, objective, loggers and output ``folders`` (option
     name -> path) checked before any work starts; returns the part options."""
-    for option, path in folders.items():
-        check_folder(path, f"--{option}")
     for name in log:
         get_registry().logger(name)
     options = part_options(grouped)
     for text in combos:
         config.objective_for(resolve(text, data.spec, options))
+    for option, path in folders.items():
+        check_folder(path, f"--{option}")
+    for option, path in folders.items():  # last, once everything is checked
+        make_folder(path, f"--{option}")
     return options
 
 
@@ -173,7 +190,7 @@ def main() -> None:
 @click.option("--eval-images", type=click.IntRange(min=1), default=None,
               help="Score the NLL and ELBO on a fixed subset of this many test images (a seed-0 choice, "
                    "recorded in the row) [the whole test split].")
-@click.option("--results", type=click.Path(path_type=Path), default=Path("vaereg-results"), show_default=True,
+@click.option("--results", type=UserPath(path_type=Path), default=Path("vaereg-results"), show_default=True,
               help="Parquet dataset the rows are appended to.")
 @click.option("--fid/--no-fid", default=True, show_default=True,
               help="FID of the samples against the test split (torch-fidelity).")
@@ -182,10 +199,10 @@ def main() -> None:
 @click.option("--fid-extractor", type=click.Choice(EXTRACTORS), default="auto", show_default=True,
               help="FID features: Inception (its weights here, or fetched with --download), a classifier trained "
                    "on the data set's labels, or auto: Inception when its weights are here, else the classifier.")
-@click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
+@click.option("--inception-weights", type=UserPath(path_type=Path), default=None,
               help="torch-fidelity's Inception weights file; without it (and none in torch's cache) FID uses "
                    "a classifier trained on the data set's labels.")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+@click.option("--cache-dir", type=UserPath(path_type=Path), default=None,
               help="Where feature extractors and reference statistics are cached [$VAEREG_CACHE or ~/.cache/vaereg].")
 def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, print_config, iw_samples, iw_chunk,
                  eval_images, results, fid, fid_samples, fid_extractor, inception_weights, cache_dir):
@@ -197,6 +214,8 @@ def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, 
     options = checked(combos, data, grouped, configs[0], log, out=out, results=results)
     if print_config:
         return print_experiment(combos, data, grouped, configs, out)
+    for added in recover_rows(results, out):
+        click.echo(f"note: a row an earlier run could not record is now in {added}", err=True)
     protocol = None
     if fid:
         protocol = protocol_for(data, cache_dir or default_cache_dir(), inception_weights, choice=fid_extractor,
@@ -214,7 +233,7 @@ def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, 
                 continue
             row = evaluate_combo(text, data, options, config, out, fid=protocol, resume=resume, progress=not quiet,
                                  log=log)
-            append_row(results, row)
+            append_or_keep(results, row)
             rows.append(dataclasses.asdict(row))
     click.echo(format_table(rows))
     click.echo(f"{len(rows)} row(s) appended to {results}/")
@@ -237,10 +256,10 @@ def train_command(combos, data, train_configs, grouped, out, resume, quiet, log,
 
 
 @main.command("sample")
-@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=UserPath(path_type=Path))
 @click.option("-n", "count", type=click.IntRange(1, 10000), default=64, show_default=True)
-@click.option("-o", "output", type=click.Path(path_type=Path), default=Path("samples.png"), show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "output", type=UserPath(path_type=Path), default=Path("samples.png"), show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--label", type=int, default=None,
               help="Class of every sample, for a model trained with --condition label [every class in turn].")
 def sample_command(checkpoint_path, count, output, seed, label):
@@ -316,7 +335,7 @@ def plugins_command(as_json):
 
 
 @main.command("results")
-@click.option("--results", type=click.Path(path_type=Path), default=Path("vaereg-results"), show_default=True)
+@click.option("--results", type=UserPath(path_type=Path), default=Path("vaereg-results"), show_default=True)
 @click.option("--combo", default=None, help="Only rows of this combo (as given to eval).")
 def results_command(results, combo):
     """Show the results store as a table."""
@@ -330,8 +349,8 @@ def results_command(results, combo):
 
 
 @main.command("report")
-@click.option("--results", type=click.Path(path_type=Path), default=Path("vaereg-results"), show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=Path("vaereg-report"), show_default=True,
+@click.option("--results", type=UserPath(path_type=Path), default=Path("vaereg-results"), show_default=True)
+@click.option("--out", type=UserPath(path_type=Path), default=Path("vaereg-report"), show_default=True,
               help="Folder for index.html, report.md and figures/.")
 @click.option("--title", default="vaereg report", show_default=True)
 def report_command(results, out, title):
@@ -341,6 +360,7 @@ def report_command(results, out, title):
     from vaereg_harness.report import write_report
 
     check_folder(out, "--out")
+    make_folder(out, "--out")
     page, twin = write_report(results, out, title, on_skip=skipped_file)
     click.echo(f"report written to {page} and {twin}")
 

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from vaereg import Context, DataSpec, UsageError
 from vaereg.model import Batch
+from vaereg_harness.files import check_path_name
 from vaereg_harness.idx import find_idx, read_idx
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
@@ -84,6 +85,7 @@ def load_dataset(name: str, root: str | Path = "data", download: bool = False,
     if name == "digits":
         return _digits()
     if name.startswith("folder:"):
+        check_path_name(name.removeprefix("folder:"), "--dataset folder:")
         return load_folder(Path(name.removeprefix("folder:")), skip_bad_images)
     if name in IDX_SETS:
         return _idx_set(name, Path(root), download)

@@ -4,6 +4,7 @@ crash or a concurrent reader never sees half a file."""
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -50,8 +51,16 @@ def alive(pid: int) -> bool:
     return True
 
 
+def check_path_name(text: str, what: str) -> None:
+    """Refuse a path whose name is too long for the file system, before any file call fails on it."""
+    if len(text.encode()) >= 4096 or any(len(part.encode()) > 255 for part in Path(text).parts):
+        raise UsageError(f"{what} {text[:40]}...: the name is too long for a path (255 bytes a part, 4096 in all)")
+
+
 def check_folder(path: Path, option: str) -> None:
-    """Refuse, before any work, a folder option that names a file or a place that cannot be written."""
+    """Refuse, before any work, a folder option that names a file or a place that cannot be
+    written."""
+    check_path_name(str(path), option)
     existing = Path(path)
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -59,3 +68,14 @@ def check_folder(path: Path, option: str) -> None:
         raise UsageError(f"{option} {path}: {existing} is a file, not a folder; give a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"{option} {path}: {existing} cannot be written; give a folder you can write to")
+
+
+def make_folder(path: Path, option: str) -> None:
+    """Make a checked folder option's folder and write a probe file in it, or refuse it in one line."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".vaereg-probe-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot write there ({exc.strerror}); give a folder you can write to"
+                         ) from None

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from vaereg import VaeregError
 from vaereg_harness.files import atomic_write
 
 SCHEMA_VERSION = 3
@@ -96,12 +97,51 @@ SCHEMA = schema_of(Row)
 REQUIRED = [f.name for f in SCHEMA if not f.nullable]  # a file without one of these is not a results file
 
 
+KEPT = "unrecorded-row.parquet"  # a row the results store could not take, kept in its run folder
+
+
 def append_row(directory: Path, row: Row) -> Path:
     """Write ``row`` as a new file of the dataset at ``directory``; returns its path."""
-    table = pa.Table.from_pylist([dataclasses.asdict(row)], schema=SCHEMA)
+    return _append(directory, pa.Table.from_pylist([dataclasses.asdict(row)], schema=SCHEMA))
+
+
+def _append(directory: Path, table: pa.Table) -> Path:
+    row = table.to_pylist()[0]
     unique = uuid.uuid4().hex  # never overwrite: two writers may share a run_id and a second
-    name = f"{row.created_at:%Y%m%dT%H%M%S}-{row.run_id}-{unique[:12]}.parquet"
+    name = f"{row['created_at']:%Y%m%dT%H%M%S}-{row['run_id']}-{unique[:12]}.parquet"
     return atomic_write(directory / name, lambda tmp: pq.write_table(table, tmp))
+
+
+def append_or_keep(directory: Path, row: Row) -> Path:
+    """Append ``row``; if the store cannot take it (a full disk), keep it in the run's folder
+    for ``recover_rows`` and say so in the error."""
+    try:
+        return append_row(directory, row)
+    except VaeregError as exc:
+        if row.run_dir is None:
+            raise
+        kept = Path(row.run_dir) / KEPT
+        table = pa.Table.from_pylist([dataclasses.asdict(row)], schema=SCHEMA)
+        try:
+            atomic_write(kept, lambda tmp: pq.write_table(table, tmp))
+        except VaeregError:
+            raise VaeregError(f"{exc}; the row could not be kept in {kept} either") from None
+        raise VaeregError(f"{exc}; the row is kept in {kept}, and the next 'vaereg eval' with this --out adds it"
+                          ) from None
+
+
+def recover_rows(directory: Path, out: Path) -> list[Path]:
+    """Append the rows kept in run folders under ``out`` (``append_or_keep``) to the store at
+    ``directory``; returns the files added."""
+    added = []
+    for kept in sorted(out.glob(f"*/{KEPT}")):
+        try:
+            table = pq.read_table(kept, schema=SCHEMA)
+        except (pa.ArrowException, OSError):
+            continue  # not ours to judge; it stays where it is
+        added.append(_append(directory, table))
+        kept.unlink()
+    return added
 
 
 def read_results(directory: Path, on_skip: Callable[[Path, str], None] | None = None) -> pa.Table:
