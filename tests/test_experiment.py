@@ -27,7 +27,7 @@ def test_every_option_can_come_from_the_file_and_the_command_line_overrides_it(t
     values = {
         "combo": ["gaussian-mlp", "vq"], "dataset": f"folder:{image_folder(tmp_path / 'imgs')}",
         "data_root": "elsewhere", "download": True, "skip_bad_images": True, "condition": "label", "epochs": 3,
-        "prior_epochs": 2,
+        "prior_epochs": 2, "image_mode": "L",
         "batch_size": 32, "lr": 0.002, "seed": [1, 2], "deterministic": True, "compile": True, "device": "cpu",
         "threads": 1, "checkpoint_every": 5.0,
         "out": "runs", "resume": True, "quiet": True, "log": ["tensorboard"], "iw_samples": 10, "iw_chunk": 5,

@@ -68,8 +68,14 @@ def test_sixteen_bit_images_are_scaled_and_mixed_modes_refused(tmp_path):
     scaled = torch.from_numpy(np.round(deep / 257).astype(np.uint8))
     assert any(torch.equal(x[0], scaled) for x in images)  # 65535 -> 255, 25700 -> 100, 32768 -> 128
     Image.new("RGB", (8, 8), (255, 0, 0)).save(root / "colour.png")
-    with pytest.raises(UsageError, match=r"mixes greyscale \(.*\) and colour \(.*colour\.png\) images"):
+    with pytest.raises(UsageError, match=r"mixes greyscale \(.*\) and colour \(.*colour\.png\) images; give "
+                                         r"--image-mode L or RGB"):
         load_folder(root)
+    grey = load_folder(root, image_mode="L")
+    red = np.array(Image.new("RGB", (8, 8), (255, 0, 0)).convert("L"))  # Pillow's own conversion
+    assert grey.spec.channels == 1 and any(torch.equal(x[0], torch.from_numpy(red)) for x in grey.train)
+    colour = load_folder(root, image_mode="RGB")
+    assert colour.spec.channels == 3 and all(torch.equal(x[0], x[1]) for x in colour.test)  # grey ones, repeated
 
 
 def saved_checkpoint(digits, tmp_path):

@@ -69,11 +69,12 @@ class RunConfig:
 
 
 def load_data(name: str = "digits", root: str | Path = "data", *, download: bool = False,
-              condition: str | None = None, skip_bad_images: bool = False) -> Dataset:
+              condition: str | None = None, skip_bad_images: bool = False, image_mode: str | None = None) -> Dataset:
     """A data set by name (``digits``, ``mnist``, ``folder:PATH``, ...), conditioned on
-    ``condition`` (``"label"``) or unconditional; ``skip_bad_images`` skips (and counts) the
-    unreadable files of a ``folder:`` instead of refusing them."""
-    return load_dataset(name, root, download, skip_bad_images).conditioned(condition)
+    ``condition`` (``"label"``) or unconditional. For a ``folder:``, ``skip_bad_images`` skips
+    (and counts) unreadable files instead of refusing them, and ``image_mode`` ("L" or "RGB")
+    converts every image to one mode."""
+    return load_dataset(name, root, download, skip_bad_images, image_mode).conditioned(condition)
 
 
 def run_key(data: Dataset, combo: Combo, config: RunConfig) -> str:

@@ -84,6 +84,9 @@ def run_options(command):
         click.option("--skip-bad-images", is_flag=True,
                      help="folder:PATH: skip unreadable image files (counted in a note) instead of stopping at the "
                           "first."),
+        click.option("--image-mode", type=click.Choice(["L", "RGB"]), default=None,
+                     help="folder:PATH: convert every image to greyscale (L) or colour (RGB); without it a folder "
+                          "mixing the two is refused."),
         click.option("--condition", type=click.Choice(["label"]), default=None,
                      help="Condition every part on the class label (a conditional VAE); the NLL is -log p(x | y)."),
         click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True,
@@ -127,7 +130,8 @@ def run_options(command):
         threads.configure(kw["train_configs"][0].threads)  # before any parallel region runs
         kw["grouped"] = experiment.merged_sets(click.get_current_context(), list(kw.pop("assignments")))
         kw["data"] = load_data(kw.pop("dataset"), kw.pop("data_root"), download=kw.pop("download"),
-                               condition=kw.pop("condition"), skip_bad_images=kw.pop("skip_bad_images"))
+                               condition=kw.pop("condition"), skip_bad_images=kw.pop("skip_bad_images"),
+                               image_mode=kw.pop("image_mode"))
         return command(**kw)
 
     return wrapper

@@ -80,13 +80,14 @@ def safe_name(text: str) -> str:
 
 
 def load_dataset(name: str, root: str | Path = "data", download: bool = False,
-                 skip_bad_images: bool = False) -> Dataset:
-    """``digits``, ``mnist``, ``binarized-mnist``, ``fashion-mnist``, ``cifar10`` or ``folder:PATH``."""
+                 skip_bad_images: bool = False, image_mode: str | None = None) -> Dataset:
+    """``digits``, ``mnist``, ``binarized-mnist``, ``fashion-mnist``, ``cifar10`` or ``folder:PATH``
+    (``skip_bad_images`` and ``image_mode`` apply to a folder)."""
     if name == "digits":
         return _digits()
     if name.startswith("folder:"):
         check_path_name(name.removeprefix("folder:"), "--dataset folder:")
-        return load_folder(Path(name.removeprefix("folder:")), skip_bad_images)
+        return load_folder(Path(name.removeprefix("folder:")), skip_bad_images, image_mode)
     if name in IDX_SETS:
         return _idx_set(name, Path(root), download)
     if name in TORCHVISION_SETS:
@@ -198,11 +199,22 @@ def read_image(path: Path) -> tuple[np.ndarray, str] | str:
         return f"not a readable image ({str(exc)[:100]})"
 
 
-def load_folder(path: Path, skip_bad_images: bool = False) -> Dataset:
+def as_mode(pixels: np.ndarray, mode: str) -> np.ndarray:
+    """Greyscale ``[H, W]`` or colour ``[H, W, 3]`` uint8 pixels in ``mode`` ("L" or "RGB"); colour
+    becomes grey by ITU-R 601 luma, as Pillow converts it."""
+    if mode == "RGB" and pixels.ndim == 2:
+        return np.repeat(pixels[..., None], 3, axis=2)
+    if mode == "L" and pixels.ndim == 3:
+        return np.round(pixels @ np.array([0.299, 0.587, 0.114])).clip(0, 255).astype(np.uint8)
+    return pixels
+
+
+def load_folder(path: Path, skip_bad_images: bool = False, image_mode: str | None = None) -> Dataset:
     """Images under ``path``: ``train/`` and ``test/`` subfolders when present, else every tenth
     file (sorted by path) is test. Images in class subfolders are labelled by folder name. An
     unreadable file is an error naming it, or skipped and counted with ``skip_bad_images``;
-    greyscale and colour images are not mixed."""
+    greyscale and colour images are not mixed unless ``image_mode`` ("L" or "RGB") says which
+    to convert them to."""
     if not path.is_dir():
         raise UsageError(f"folder:{path} is not a folder of images; give folder:PATH to an existing folder")
     splits = {"train": path / "train", "test": path / "test"}
@@ -227,9 +239,12 @@ def load_folder(path: Path, skip_bad_images: bool = False) -> Dataset:
     for pairs in good.values():
         for f, (_, mode) in pairs:
             first_of.setdefault(mode, f)
-    if len(first_of) > 1:
+    if len(first_of) > 1 and image_mode is None:
         raise UsageError(f"folder:{path} mixes greyscale ({first_of['L']}) and colour ({first_of['RGB']}) images; "
-                         f"convert them to one mode")
+                         f"give --image-mode L or RGB to convert them to one")
+    if image_mode is not None:
+        good = {split: [(f, (as_mode(x, image_mode), image_mode)) for f, (x, _) in pairs]
+                for split, pairs in good.items()}
     first, (pixels, mode) = good["train"][0]
     shape = pixels.shape
 
