@@ -17,7 +17,7 @@ HERE = Path(__file__).parent
 MODELS = {"gaussian-mlp": "mlp", "gaussian": "conv"}
 # CI fails below these; the targets are 0.9 (harness/bare) and 0.7 (loaded/idle). CI's bounds are
 # looser because the shared 2-core machine moves single rounds by 20% and more.
-HARNESS_OVER_BARE_MIN, LOADED_OVER_IDLE_MIN = 0.75, 0.55
+HARNESS_OVER_BARE_MIN, LOADED_OVER_IDLE_MIN = 0.75, 0.5
 
 
 def run(script: str, *args: str) -> dict:
@@ -100,8 +100,9 @@ def test_evaluation_against_a_fresh_bare_is_loop(splits, tmp_path):
 
 def test_training_beside_a_busy_process(short, splits, tmp_path):
     """The harness's default thread policy, idle and beside one busy process; the bare loop
-    with torch's default threads under the same load, for comparison."""
-    epochs = "3" if short else "5"
+    with torch's default threads under the same load, for comparison. Runs of 5 epochs in both
+    modes: the policy's first look at the load comes 0.05 s in, a large share of shorter runs."""
+    epochs = "5"
 
     def harness():
         return run("harness.py", "--combo", "gaussian-mlp", "--epochs", epochs, "--out", str(tmp_path))
