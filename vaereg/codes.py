@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vaereg import collective
 from vaereg.context import Context
 from vaereg.parts import FitsCodes, Posterior, Prior
 from vaereg.specs import DataSpec, LatentSpec
@@ -34,7 +35,11 @@ class Quantizer(nn.Module):
     ``n_k <- g n_k + (1 - g) c_k``, ``m_k <- g m_k + (1 - g) sum_{z -> k} z``,
     ``e_k = m_k / n~_k`` with Laplace-smoothed counts ``n~_k = (n_k + eps) / (n + K eps) * n``.
     A code whose EMA count falls below ``restart_below`` is moved onto a random vector of the
-    current batch. Without ``ema`` the codebook is a parameter trained by the codebook loss."""
+    current batch. Without ``ema`` the codebook is a parameter trained by the codebook loss.
+
+    Under torchrun the batch is the global batch: the counts and sums are all-reduced right
+    before the update, and restarts are drawn on rank 0 from every rank's vectors and broadcast,
+    so every rank holds the codebook one process would over the same global batch."""
 
     def __init__(self, size: int, dim: int, *, ema: bool, decay: float, epsilon: float, restart_below: float):
         super().__init__()
@@ -74,8 +79,9 @@ class Quantizer(nn.Module):
         """One EMA step of the codebook from the vectors ``flat`` assigned to ``indices``."""
         flat = flat.float()
         onehot = F.one_hot(indices, self.size).float()
-        self.counts.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
-        self.sums.mul_(self.decay).add_(onehot.T @ flat, alpha=1 - self.decay)
+        batch = collective.all_sum(torch.cat([onehot.sum(0, keepdim=True).T, onehot.T @ flat], 1))
+        self.counts.mul_(self.decay).add_(batch[:, 0], alpha=1 - self.decay)
+        self.sums.mul_(self.decay).add_(batch[:, 1:], alpha=1 - self.decay)
         total = self.counts.sum()
         smoothed = (self.counts + self.epsilon) / (total + self.size * self.epsilon) * total
         self.codebook.copy_(self.sums / smoothed.unsqueeze(1))
@@ -84,9 +90,10 @@ class Quantizer(nn.Module):
     @torch.no_grad()
     def restart(self, flat: Tensor) -> None:
         dead = (self.counts < self.restart_below).nonzero().flatten()
-        if dead.numel() == 0:
+        if dead.numel() == 0:  # the counts are global: every rank takes the same branch
             return
-        picks = flat[torch.randint(flat.shape[0], (dead.numel(),), device=flat.device)]
+        flat = collective.gather_rows(flat)
+        picks = collective.broadcast(flat[torch.randint(flat.shape[0], (dead.numel(),), device=flat.device)])
         self.codebook[dead] = picks
         self.sums[dead] = picks
         self.counts[dead] = 1.0

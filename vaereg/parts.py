@@ -223,7 +223,11 @@ class Prior(Part):
 
     def fit(self, latents: Tensor, context: Context) -> list[dict[str, float]]:
         """A non-gradient fit (``fitting = "fit"``) to ``latents`` ``[N, *shape]``; returns one
-        record per iteration (e.g. ``{"log_likelihood": ...}``) for the training log."""
+        record per iteration (e.g. ``{"log_likelihood": ...}``) for the training log.
+
+        Under torchrun ``latents`` is this rank's share: sum sufficient statistics over the
+        ranks with ``vaereg.collective.all_sum``. Afterwards rank 0's fitted state is broadcast,
+        so a fit that does not reduce still leaves every rank with the same prior (rank 0's)."""
         raise NotImplementedError(f"{type(self).__name__} declares fitting={self.fitting!r} but has no fit()")
 
 

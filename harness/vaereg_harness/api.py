@@ -25,13 +25,13 @@ from typing import Annotated, Any
 
 import torch
 
-from vaereg import Range, __version__
+from vaereg import Range, __version__, collective
 from vaereg.combo import Combo, resolve
 from vaereg.config import check, from_dict, to_dict
 from vaereg.model import VAE
 from vaereg.objectives import ObjectiveConfig
 from vaereg.registry import get_registry
-from vaereg_harness import memory, threads
+from vaereg_harness import distributed, memory, threads
 from vaereg_harness.data import Dataset, load_dataset, safe_name
 from vaereg_harness.evaluate import evaluate
 from vaereg_harness.fid import FIDProtocol
@@ -113,12 +113,16 @@ def create_model(text: str, data: Dataset, options: dict[str, dict[str, Any]] | 
 def train_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, resume: bool = False,
                 progress: bool = True, log: tuple[str, ...] = ()) -> tuple[list[StageReport], Path]:
     """Train every stage the parts declare. The checkpoint and ``metrics.jsonl`` go to the run
-    folder under ``out``; ``log`` names more trackers (``tensorboard``, or a plugin's)."""
+    folder under ``out``; ``log`` names more trackers (``tensorboard``, or a plugin's). Under
+    torchrun every rank trains and rank 0 alone writes."""
     folder = run_dir(out, data, model.combo, config)
-    described = {"combo": model.combo.text, **config.describe(model.combo)}
+    described = {"combo": model.combo.text, "world_size": distributed.current().size,
+                 **config.describe(model.combo)}
     registry = get_registry()
-    loggers = [MetricsLog(folder, described, resume=resume)]
-    loggers += [registry.logger(name)(folder, described) for name in log]
+    loggers = []
+    if distributed.current().writer:
+        loggers = [MetricsLog(folder, described, resume=resume)]
+        loggers += [registry.logger(name)(folder, described) for name in log]
     trainer = Trainer(model, data, config.train, config.objective_for(model.combo), folder / "checkpoint.pt",
                       progress, loggers)
     return trainer.run(resume=resume), folder / "checkpoint.pt"
@@ -136,34 +140,46 @@ def sample_context(data: Dataset, n: int, device: torch.device, per_class: int |
 
 @torch.no_grad()
 def draw_samples(model: VAE, data: Dataset, n: int, per_class: int | None = None, *, mean: bool = False,
-                 chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 seed: int = 0, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``n`` samples on the CPU (sampled pixels, or the likelihood's mean images) and their
-    labels (None for an unconditional model)."""
+    labels (None for an unconditional model). Chunk c draws from the stream
+    ``(seed, "sample", c)``: pixels and means of the same seed share their latents, and under
+    torchrun each rank draws its share of the chunks and every rank gathers them all."""
     device = next(model.parameters()).device
     context = sample_context(data, n, device, per_class)
-    samples = torch.cat([model.sample(min(chunk, n - i), context.select(slice(i, i + chunk)), mean=mean).cpu()
-                         for i in range(0, n, chunk)])
+    starts = range(0, n, chunk)
+    mine = []
+    for i in starts[collective.my_share(len(starts))]:
+        with distributed.seeded(seed, "sample", i // chunk):
+            mine.append(model.sample(min(chunk, n - i), context.select(slice(i, i + chunk)), mean=mean).cpu())
+    spec = data.spec
+    samples = collective.gather_rows(torch.cat(mine) if mine else torch.empty(0, spec.channels, spec.height,
+                                                                               spec.width))
     return samples, None if context.label is None else context.label.cpu()
 
 
-def sample_quality(model: VAE, data: Dataset, fid: FIDProtocol | str | None, n: int, folder: Path) -> dict[str, Any]:
+def sample_quality(model: VAE, data: Dataset, fid: FIDProtocol | str | None, n: int, folder: Path,
+                   seed: int = 0) -> dict[str, Any]:
     """Sampling speed; PNG grids of samples (one row per class for a conditional model) as
     sampled pixels and as the likelihood's mean images for the same latents, and of test
     reconstructions (originals above); FID, and how often the FID classifier puts a
-    conditional sample in its class."""
+    conditional sample in its class. Under torchrun every rank draws its share of the samples
+    and rank 0 alone scores and writes; the other ranks return nothing."""
     model.eval()
     began = time.perf_counter()
-    samples, labels = draw_samples(model, data, max(n, 64) if isinstance(fid, FIDProtocol) else 64)
+    samples, labels = draw_samples(model, data, max(n, 64) if isinstance(fid, FIDProtocol) else 64, seed=seed)
     seconds = time.perf_counter() - began
     rows = min(data.spec.classes, 16)
     shown, per_class = (8 * rows, 8) if rows else (64, None)
-    with torch.random.fork_rng(devices=[]):  # the same latents for both grids
-        means = draw_samples(model, data, shown, per_class, mean=True)[0]
-    grid = draw_samples(model, data, shown, per_class)[0]
+    means = draw_samples(model, data, shown, per_class, mean=True, seed=seed + 1)[0]
+    grid = draw_samples(model, data, shown, per_class, seed=seed + 1)[0]
+    if not distributed.current().writer:
+        return {}
     device = next(model.parameters()).device
     labels16 = data.test_labels[:16].to(device) if data.spec.classes else None
     test = data.batch(data.test[:16].to(device), labels16, train=False)
-    pairs = torch.cat([test.x.cpu(), model.reconstruct(test).cpu()])
+    with distributed.seeded(seed, "reconstruct"):
+        pairs = torch.cat([test.x.cpu(), model.reconstruct(test).cpu()])
     quality: dict[str, Any] = {
         "sample_images_per_s": samples.shape[0] / seconds,
         "samples_png": str(save_grid(grid, folder / "samples.png", cols=8 if rows else None)),
@@ -182,15 +198,20 @@ def sample_quality(model: VAE, data: Dataset, fid: FIDProtocol | str | None, n: 
 
 
 def evaluate_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, reports: list[StageReport],
-                   fid: FIDProtocol | str | None = None, progress: bool = True) -> Row:
+                   fid: FIDProtocol | str | None = None, progress: bool = True) -> Row | None:
     """Evaluate a trained model on the test split into a results row (not yet written).
-    ``fid``: how to compute FID, or a note saying why there is none, or None when not asked."""
+    ``fid``: how to compute FID, or a note saying why there is none, or None when not asked.
+    Under torchrun every rank scores its share; rank 0 returns the row, the others None."""
     cuda = next(model.parameters()).device.type == "cuda"
     memory.check_run(model, config.iw_chunk, config.fid_samples if isinstance(fid, FIDProtocol) else None)
     scored = data.test_subset(config.eval_images)
-    result = evaluate(model, scored, config.iw_samples, config.iw_chunk, progress)
+    seed = config.train.seed
+    result = evaluate(model, scored, config.iw_samples, config.iw_chunk, progress, seed=seed)
     folder = run_dir(out, data, model.combo, config)
-    quality = sample_quality(model, data, fid, config.fid_samples, folder)
+    quality = sample_quality(model, data, fid, config.fid_samples, folder, seed=seed)
+    world = distributed.current()
+    if not world.writer:
+        return None
     seconds = sum(r.seconds for r in reports)
     combo = model.combo
     return Row(
@@ -205,6 +226,8 @@ def evaluate_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, r
         seed=config.train.seed,
         device=str(next(model.parameters()).device),
         threads=threads.current().describe() if threads.current() else None,
+        world_size=world.size,
+        batch_size=config.train.batch_size,
         epochs=config.train.epochs,
         condition="label" if data.spec.classes else None,
         eval_images=scored.test.shape[0] if scored is not data else None,
@@ -230,8 +253,9 @@ def evaluate_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, r
 
 def evaluate_combo(text: str, data: Dataset, options: dict[str, dict[str, Any]], config: RunConfig, out: Path, *,
                    fid: FIDProtocol | str | None = None, resume: bool = False, progress: bool = True,
-                   log: tuple[str, ...] = ()) -> Row:
-    """Create, train and evaluate one combo: what ``vaereg eval`` does for each ``--combo``."""
+                   log: tuple[str, ...] = ()) -> Row | None:
+    """Create, train and evaluate one combo: what ``vaereg eval`` does for each ``--combo``
+    (under torchrun: the row on rank 0, None on the others)."""
     model = create_model(text, data, options, config)
     memory.check_run(model, config.iw_chunk, config.fid_samples if isinstance(fid, FIDProtocol) else None)
     if next(model.parameters()).device.type == "cuda":

@@ -10,13 +10,14 @@ from functools import wraps
 from pathlib import Path
 
 import click
+import torch
 
 from vaereg import PLUGIN_API, UsageError, VaeregError
 from vaereg.combo import resolve
 from vaereg.config import field_types, from_dict, to_dict
 from vaereg.parts import SLOTS
 from vaereg.registry import get_registry
-from vaereg_harness import checkpoint, experiment, threads
+from vaereg_harness import checkpoint, distributed, experiment, threads
 from vaereg_harness.api import RunConfig, create_model, evaluate_combo, load_data, run_dir, run_key, train_model
 from vaereg_harness.data import DATASET_NAMES
 from vaereg_harness.fid import EXTRACTORS, default_cache_dir, protocol_for
@@ -29,18 +30,32 @@ RUN_COMMANDS = ("eval", "train")
 
 
 class Group(click.Group):
-    """Turns vaereg's own errors into one-line messages: exit 2 for usage errors, 1 otherwise."""
+    """Turns vaereg's own errors into one-line messages: exit 2 for usage errors, 1 otherwise.
+    Under torchrun a message names the rank it comes from, and the process group is left at
+    the end."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except UsageError as exc:
-            raise click.UsageError(str(exc), ctx) from None
+            raise click.UsageError(ranked(str(exc)), ctx) from None
         except VaeregError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(ranked(str(exc))) from None
+        except torch.distributed.DistError as exc:  # a rank died or stopped answering
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise click.ClickException(ranked(
+                f"lost contact with another rank of the job ({first}); torchrun's summary names the rank that "
+                f"failed; run again with --resume to continue from the last checkpoint")) from None
         except OSError as exc:  # the file system refused: one line naming the path, never a traceback
             where = f"{exc.filename}: " if exc.filename else ""
-            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+            raise click.ClickException(ranked(f"{where}{exc.strerror or exc}")) from None
+        finally:
+            distributed.stop()
+
+
+def ranked(message: str) -> str:
+    world = distributed.current()
+    return f"rank {world.rank}: {message}" if world.size > 1 else message
 
 
 class UserPath(click.Path):
@@ -129,9 +144,11 @@ def run_options(command):
                                for seed in dict.fromkeys(kw.pop("seeds"))]
         threads.configure(kw["train_configs"][0].threads)  # before any parallel region runs
         kw["grouped"] = experiment.merged_sets(click.get_current_context(), list(kw.pop("assignments")))
-        kw["data"] = load_data(kw.pop("dataset"), kw.pop("data_root"), download=kw.pop("download"),
-                               condition=kw.pop("condition"), skip_bad_images=kw.pop("skip_bad_images"),
-                               image_mode=kw.pop("image_mode"))
+        distributed.start()  # under torchrun: join the job
+        with distributed.rank_zero_first():  # a download happens once
+            kw["data"] = load_data(kw.pop("dataset"), kw.pop("data_root"), download=kw.pop("download"),
+                                   condition=kw.pop("condition"), skip_bad_images=kw.pop("skip_bad_images"),
+                                   image_mode=kw.pop("image_mode"))
         return command(**kw)
 
     return wrapper
@@ -218,29 +235,36 @@ def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, 
     options = checked(combos, data, grouped, configs[0], log, out=out, results=results)
     if print_config:
         return print_experiment(combos, data, grouped, configs, out)
-    for added in recover_rows(results, out):
+    writer = distributed.current().writer
+    for added in recover_rows(results, out) if writer else ():
         click.echo(f"note: a row an earlier run could not record is now in {added}", err=True)
     protocol = None
     if fid:
-        protocol = protocol_for(data, cache_dir or default_cache_dir(), inception_weights, choice=fid_extractor,
-                                download=click.get_current_context().params["download"],
-                                device=pick_device(configs[0].train.device), progress=not quiet)
-    if isinstance(protocol, str):
+        with distributed.rank_zero_first():  # rank 0 trains or fetches the extractor; the others read its cache
+            protocol = protocol_for(data, cache_dir or default_cache_dir(), inception_weights, choice=fid_extractor,
+                                    download=click.get_current_context().params["download"],
+                                    device=pick_device(configs[0].train.device), progress=not quiet and writer)
+    if isinstance(protocol, str) and writer:
         click.echo(f"note: {protocol}", err=True)
     rows = []
     for text in combos:
         combo = resolve(text, data.spec, options)
         for config in configs:
-            if recorded(results, run_key(data, combo, config), json.dumps(config.describe(combo))):
-                click.echo(f"note: {text} seed {config.train.seed} is already recorded in {results}/ with these "
-                           f"settings; skipped (change a setting, or remove its row, to run it again)", err=True)
+            done = writer and recorded(results, run_key(data, combo, config), json.dumps(config.describe(combo)))
+            if distributed.agree(done):  # rank 0 reads the store; every rank skips alike
+                if writer:
+                    click.echo(f"note: {text} seed {config.train.seed} is already recorded in {results}/ with "
+                               f"these settings; skipped (change a setting, or remove its row, to run it again)",
+                               err=True)
                 continue
             row = evaluate_combo(text, data, options, config, out, fid=protocol, resume=resume, progress=not quiet,
                                  log=log)
-            append_or_keep(results, row)
-            rows.append(dataclasses.asdict(row))
-    click.echo(format_table(rows))
-    click.echo(f"{len(rows)} row(s) appended to {results}/")
+            if row is not None:
+                append_or_keep(results, row)
+                rows.append(dataclasses.asdict(row))
+    if writer:
+        click.echo(format_table(rows))
+        click.echo(f"{len(rows)} row(s) appended to {results}/")
 
 
 @main.command("train")
@@ -256,7 +280,8 @@ def train_command(combos, data, train_configs, grouped, out, resume, quiet, log,
         for config in configs:
             model = create_model(text, data, options, config)
             _, path = train_model(model, data, config, out, resume=resume, progress=not quiet, log=log)
-            click.echo(f"{text} seed {config.train.seed}: checkpoint {path}")
+            if distributed.current().writer:
+                click.echo(f"{text} seed {config.train.seed}: checkpoint {path}")
 
 
 @main.command("sample")
@@ -268,8 +293,6 @@ def train_command(combos, data, train_configs, grouped, out, resume, quiet, log,
               help="Class of every sample, for a model trained with --condition label [every class in turn].")
 def sample_command(checkpoint_path, count, output, seed, label):
     """Draw N samples from a checkpoint's model and save them as a PNG grid."""
-    import torch
-
     from vaereg import Context
 
     if output.suffix.lower() != ".png":

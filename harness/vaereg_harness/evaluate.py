@@ -10,11 +10,12 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from vaereg import collective
 from vaereg.codes import codebook_stats
 from vaereg.model import VAE
 from vaereg.objectives import importance_nll, kl_per_level, negative_elbo
 from vaereg.specs import LatentSpec
-from vaereg_harness import threads
+from vaereg_harness import distributed, threads
 from vaereg_harness.data import Dataset
 
 
@@ -56,12 +57,22 @@ def images_per_pass(device: torch.device, iw_chunk: int) -> int:
     return max(1, rows // iw_chunk)
 
 
+def gathered(values: list[Tensor], empty: Tensor) -> Tensor:
+    """This rank's per-image ``values``, concatenated with every other rank's in rank order."""
+    return collective.gather_rows(torch.cat(values) if values else empty)
+
+
 @torch.no_grad()
-def evaluate(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 128, progress: bool = True) -> Evaluation:
+def evaluate(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 128, progress: bool = True, *,
+             seed: int = 0) -> Evaluation:
     """Means over the test split. Images go ``images_per_pass`` at a time with ``iw_chunk``
     samples each, so memory stays bounded whatever ``iw_samples`` is. One draw per image also
     gives code use for discrete latents, and KL per level and active units for latents with a
-    closed-form KL. Conditioned on labels, the NLL is -log p(x | y)."""
+    closed-form KL. Conditioned on labels, the NLL is -log p(x | y).
+
+    Pass p draws from the stream ``(seed, "evaluate", p)``. Under torchrun each rank scores
+    its share of the passes and the per-image values are gathered in order, so the numbers
+    equal those of one process with the same checkpoint and seed."""
     model.eval()
     device = next(model.parameters()).device
     began = time.perf_counter()
@@ -70,27 +81,38 @@ def evaluate(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 128, pr
     labels = data.test_labels.to(device) if data.spec.classes else None
     latent = model.combo.latent
     nelbos, nlls, indices, kls = [], [], [], []
-    for i in tqdm(range(0, test.shape[0], step), desc="evaluate", disable=not progress,
+    passes = range(0, test.shape[0], step)
+    mine = passes[collective.my_share(len(passes))]
+    for i in tqdm(mine, desc="evaluate", disable=not (progress and collective.rank() == 0),
                   file=sys.stderr, leave=False, unit="batch"):
         batch = data.batch(test[i:i + step], None if labels is None else labels[i:i + step], train=False)
-        posterior = model.encode(batch)
-        terms = model.terms(batch, posterior, 1)
-        nelbos.append(negative_elbo(terms))
-        nlls.append(importance_nll(model, batch, iw_samples, iw_chunk, posterior))
+        with distributed.seeded(seed, "evaluate", i):
+            posterior = model.encode(batch)
+            terms = model.terms(batch, posterior, 1)
+            nelbos.append(negative_elbo(terms).double())
+            nlls.append(importance_nll(model, batch, iw_samples, iw_chunk, posterior).double())
         threads.tick()
         if terms.deterministic:
             indices.append(terms.z[0])
         elif terms.kl is not None:
             kls.append(terms.kl.flatten(1).double().sum(0))
-    nll = torch.cat(nlls).mean().item()
+    none = torch.empty(0, dtype=torch.float64, device=device)
+    nll = gathered(nlls, none).mean().item()
     seconds = time.perf_counter() - began
-    perplexity, usage = code_usage(latent, torch.cat(indices)) if indices and latent.is_codes else (None, None)
-    kl_levels, active = latent_usage(latent, sum(kls) / test.shape[0]) if kls else (None, None)
+    deterministic = bool(collective.all_sum(torch.tensor([float(bool(indices))], device=device)).item())
+    if deterministic and latent.is_codes:
+        codes = gathered(indices, torch.empty(0, *latent.shape, dtype=torch.long, device=device))
+        perplexity, usage = code_usage(latent, codes)
+    else:
+        perplexity, usage = None, None
+    kl_sum = collective.all_sum(sum(kls) if kls else torch.zeros(latent.size, dtype=torch.float64, device=device))
+    any_kl = bool(collective.all_sum(torch.tensor([float(bool(kls))], device=device)).item())
+    kl_levels, active = latent_usage(latent, kl_sum / test.shape[0]) if any_kl else (None, None)
     return Evaluation(
-        nelbo_nats=torch.cat(nelbos).mean().item(),
+        nelbo_nats=gathered(nelbos, none).mean().item(),
         nll_nats=nll,
         nll_bpd=data.spec.bits_per_dim(nll),
-        iw_samples=1 if indices else iw_samples,
+        iw_samples=1 if deterministic else iw_samples,
         seconds=seconds,
         codebook_perplexity=perplexity,
         codebook_usage=usage,

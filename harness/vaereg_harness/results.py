@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from vaereg import VaeregError
 from vaereg_harness.files import atomic_write
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +42,8 @@ class Row:
     seed: int
     device: str
     threads: str | None = None  # intra-op CPU threads: "N" fixed, or "auto:LO-HI", the counts the load allowed
+    world_size: int | None = None  # processes that trained and scored it (torchrun's WORLD_SIZE; 1 without)
+    batch_size: int | None = None  # images per optimiser step, over every rank together
     epochs: int
     condition: str | None = None  # "label": the NLL is -log p(x | y)
     eval_images: int | None = None  # --eval-images: the NLL and ELBO are over this fixed test subset

@@ -1,7 +1,12 @@
 """Training: the stages the parts declare, run in order. The autoencoder always trains first
 (against the prior, or its stand-in when the prior is fitted after it); a prior fitted after
 it then trains by gradient on the frozen encoder's latents (PixelCNN) or fits them itself
-(EM). A checkpoint is written after every epoch and after a fit."""
+(EM). A checkpoint is written after an epoch (every ``checkpoint_every`` seconds) and after a
+fit.
+
+Under torchrun every rank runs the same stages: each step's global batch is split among the
+ranks, DDP averages the gradients of the stage's module, and rank 0 alone writes
+(``vaereg_harness.distributed``)."""
 
 from __future__ import annotations
 
@@ -17,13 +22,15 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from vaereg import Range, UsageError, VaeregError
+from vaereg import Range, UsageError, VaeregError, collective
 from vaereg.config import check
 from vaereg.model import VAE
 from vaereg.objectives import ObjectiveConfig, training_loss
-from vaereg_harness import checkpoint, threads
+from vaereg_harness import checkpoint, distributed, threads
 from vaereg_harness.data import Dataset
 from vaereg_harness.logs import Logger
+
+LATENT_CHUNK = 512  # training images encoded at a time for a prior fitted after the autoencoder
 
 
 def optimizer_params(optimizer: torch.optim.Optimizer) -> list[Tensor]:
@@ -36,11 +43,11 @@ class TrainingDiverged(VaeregError):
 
 @dataclass
 class TrainConfig:
-    """``batch_size``: images per optimiser step. ``prior_epochs``: epochs of a prior fitted by
-    gradient after the autoencoder (default: ``epochs``). ``threads``: fixed intra-op CPU threads,
-    or None to follow the load (``vaereg_harness.threads``). ``checkpoint_every``: a checkpoint is
-    written after an epoch once this many seconds have passed since the last, and after a
-    stage's last epoch."""
+    """``batch_size``: images per optimiser step, over every rank together. ``prior_epochs``:
+    epochs of a prior fitted by gradient after the autoencoder (default: ``epochs``).
+    ``threads``: fixed intra-op CPU threads, or None to follow the load
+    (``vaereg_harness.threads``). ``checkpoint_every``: a checkpoint is written after an epoch
+    once this many seconds have passed since the last, and after a stage's last epoch."""
 
     epochs: Annotated[int, Range(1, 1_000_000)] = 20
     prior_epochs: Annotated[int, Range(1, 1_000_000)] | None = None
@@ -62,7 +69,7 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda asked for, but torch sees no CUDA device; use --device cpu or auto")
-    return torch.device(name)
+    return distributed.device(name)
 
 
 def seed_everything(config: TrainConfig) -> None:
@@ -105,6 +112,10 @@ class GradientStage(Stage):
     def parameters(self) -> list[torch.nn.Parameter]:
         raise NotImplementedError
 
+    def module(self) -> torch.nn.Module:
+        """What a step calls (and DDP wraps); its frozen parameters are not synchronised."""
+        raise NotImplementedError
+
     def inputs(self) -> tuple[Tensor, Tensor | None]:
         """What the epochs iterate over (rows on the device) and their labels."""
         raise NotImplementedError
@@ -112,7 +123,10 @@ class GradientStage(Stage):
     def train_mode(self) -> None:
         raise NotImplementedError
 
-    def step(self, rows: Tensor, labels: Tensor | None, progress: float) -> tuple[Tensor, dict[str, Tensor]]:
+    def step(self, net: torch.nn.Module, rows: Tensor, labels: Tensor | None,
+             progress: float) -> tuple[Tensor, dict[str, Tensor]]:
+        """The mean loss over ``rows`` (and per-image statistics), computed by ``net``: the
+        stage's ``module``, wrapped by DDP or ``torch.compile``."""
         raise NotImplementedError
 
     def finish(self) -> None:
@@ -127,16 +141,19 @@ class AutoencoderStage(GradientStage):
     def parameters(self):
         return self.model.fitted_parameters(prior=False)
 
+    def module(self):
+        return self.model
+
     def inputs(self):
         return self.trainer.train_x, self.trainer.train_labels
 
     def train_mode(self):
         self.model.train()
 
-    def step(self, rows, labels, progress):
+    def step(self, net, rows, labels, progress):
         t = self.trainer
         batch = t.data.batch(rows, labels, train=True)
-        terms = t.forward(batch, t.objective.iw_k)
+        terms = net(batch, t.objective.iw_k)
         return training_loss(terms, t.objective, progress, self.model.combo.latent)
 
 
@@ -151,6 +168,9 @@ class PriorGradientStage(GradientStage):
     def parameters(self):
         return self.model.fitted_parameters(prior=True)
 
+    def module(self):
+        return PriorDensity(self.model.prior)
+
     def inputs(self):
         return self.trainer.latents
 
@@ -158,12 +178,23 @@ class PriorGradientStage(GradientStage):
         self.model.eval()
         self.model.prior.train()
 
-    def step(self, rows, labels, progress):
-        loss = -self.model.prior.log_prob(rows, self.trainer.data.context(labels)).mean()
+    def step(self, net, rows, labels, progress):
+        loss = -net(rows, self.trainer.data.context(labels)).mean()
         return loss, {"loss": loss.detach()}
 
     def finish(self):
         self.model.prior_fitted = True
+
+
+class PriorDensity(torch.nn.Module):
+    """A prior's ``log_prob`` as a module's ``forward``, for DDP to wrap."""
+
+    def __init__(self, prior: torch.nn.Module):
+        super().__init__()
+        self.prior = prior
+
+    def forward(self, z: Tensor, context) -> Tensor:
+        return self.prior.log_prob(z, context)
 
 
 class PriorFitStage(Stage):
@@ -177,9 +208,13 @@ class PriorFitStage(Stage):
         t = self.trainer
         began = time.perf_counter()
         latents, labels = t.latents
-        self.model.prior.train()
+        share = collective.my_share(latents.shape[0])  # EM sums its statistics over the ranks
+        prior = self.model.prior
+        prior.train()
         with torch.no_grad():
-            t.fit_history = self.model.prior.fit(latents, t.data.context(labels))
+            t.fit_history = prior.fit(latents[share], t.data.context(None if labels is None else labels[share]))
+            for tensor in [*prior.parameters(), *prior.buffers()]:  # every rank ends with rank 0's fit
+                collective.broadcast(tensor.data)
         self.model.prior_fitted = True
         t.reports[self.name].seconds += time.perf_counter() - began
         for i, record in enumerate(t.fit_history):
@@ -201,7 +236,9 @@ class Trainer:
         self.device = next(model.parameters()).device
         if self.device.type == "cuda":
             model.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(model) if config.compile else model
+        self.world = distributed.current()
+        if self.world.size > 1:
+            collective.sync_batchnorm(model)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.train_x = data.train.to(self.device)  # small sets live on the device: no loader
         self.train_labels = data.train_labels.to(self.device) if data.spec.classes else None
@@ -250,7 +287,6 @@ class Trainer:
         checkpoint.load_weights(self.model, payload["model"], self.path)
         try:
             self.shuffle.set_state(payload["rng_shuffle"])
-            torch.set_rng_state(payload["rng_torch"])
             for name, report in payload["reports"].items():
                 self.reports[name] = StageReport(name, float(report["seconds"]), int(report["images"]))
             return int(payload["stage"]), int(payload["epoch"]), payload["optimizer"]
@@ -264,19 +300,26 @@ class Trainer:
             "epoch": epoch,
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "rng_shuffle": self.shuffle.get_state(),
-            "rng_torch": torch.get_rng_state(),
             "reports": {name: {"seconds": r.seconds, "images": r.images} for name, r in self.reports.items()},
         }
-        checkpoint.save(self.path, self.model, state=state)
+        if self.world.writer:
+            checkpoint.save(self.path, self.model, state=state)
         self.saved_at = time.perf_counter()
 
     def train_epochs(self, index: int, stage: GradientStage, start_epoch: int, opt_state: dict | None) -> None:
         cfg = self.config
         epochs = stage.epochs(cfg)
         report = self.reports[stage.name]
+        trained = stage.parameters()
+        for p in self.model.parameters():  # a stage trains its own parameters; DDP syncs only those
+            p.requires_grad_(False)
+        for p in trained:
+            p.requires_grad_(True)
+        net = distributed.wrap(stage.module())
+        net = torch.compile(net) if cfg.compile else net
         # fused: one kernel per step for every parameter (CPU and CUDA); 1.5x the training
         # throughput of the per-tensor loop on the MLP VAE (benchmarks/RESULTS.md)
-        optimizer = torch.optim.Adam(stage.parameters(), lr=cfg.lr, fused=self.device.type in ("cpu", "cuda"))
+        optimizer = torch.optim.Adam(trained, lr=cfg.lr, fused=self.device.type in ("cpu", "cuda"))
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
         if start_epoch >= epochs:
@@ -287,26 +330,29 @@ class Trainer:
         n, bs = rows.shape[0], cfg.batch_size
         steps = math.ceil(n / bs)
         bar = tqdm(total=(epochs - start_epoch) * steps, desc=f"{self.model.combo.text} {stage.name}",
-                   disable=not self.progress, file=sys.stderr, leave=False, unit="step")
+                   disable=not (self.progress and self.world.writer), file=sys.stderr, leave=False, unit="step")
         amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         for epoch in range(start_epoch, epochs):
             began = time.perf_counter()
             stage.train_mode()
-            order = torch.randperm(n, generator=self.shuffle).to(self.device)
+            torch.manual_seed(distributed.stream_seed(cfg.seed, "train", index, epoch, self.world.rank))
+            order = torch.randperm(n, generator=self.shuffle).to(self.device)  # the same on every rank
             totals: dict[str, Tensor] = {}
             for i in range(steps):
-                idx = order[i * bs:(i + 1) * bs]
+                idx, weight = self.my_part(order[i * bs:(i + 1) * bs])
                 with amp:
-                    loss, stats = stage.step(rows[idx], None if labels is None else labels[idx],
+                    loss, stats = stage.step(net, rows[idx], None if labels is None else labels[idx],
                                              (epoch * steps + i) / (epochs * steps))
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * weight if self.world.size > 1 else loss).backward()
                 optimizer.step()
                 threads.tick()
                 for key, value in stats.items():  # accumulated on the device: no sync per step
-                    totals[key] = totals.get(key, 0) + value.float() * idx.shape[0]
+                    totals[key] = totals.get(key, 0) + value.float() * idx.shape[0] * (weight > 0)
                 bar.update()
-            means = {k: v.item() / n for k, v in totals.items()}  # one sync per epoch
+            names = sorted(totals)  # one sync per epoch (and one reduction over the ranks)
+            sums = collective.all_sum(torch.stack([totals[k] for k in names]).double())
+            means = dict(zip(names, (sums / n).tolist(), strict=True))
             weights_finite = bool(torch.stack([p.detach().isfinite().all() for p in optimizer_params(optimizer)]).all())
             if not math.isfinite(means["loss"]) or not weights_finite:
                 bar.close()
@@ -328,19 +374,41 @@ class Trainer:
                 self.save(index, epoch + 1, optimizer)
         bar.close()
 
+    def my_part(self, batch: Tensor) -> tuple[Tensor, float]:
+        """This rank's share of a global batch of indices, and the weight that makes the
+        average over ranks DDP takes of the share's mean loss the global batch's mean loss.
+        A rank left without images (a last batch smaller than the world) steps on one image
+        with weight 0, so every rank joins the gradient all-reduce."""
+        if self.world.size == 1:
+            return batch, 1.0
+        mine = batch[collective.my_share(batch.shape[0])]
+        if mine.shape[0] == 0:
+            return batch[:1], 0.0
+        return mine, mine.shape[0] * self.world.size / batch.shape[0]
+
     @cached_property
     def latents(self) -> tuple[Tensor, Tensor | None]:
         """The frozen encoder's latents for the whole training split, as the prior asks for
-        them (modes, or ``draws`` samples per image), with their labels; computed once."""
+        them (modes, or ``draws`` samples per image), with their labels; computed once. Under
+        torchrun each rank encodes its share of the chunks and every rank gathers them all;
+        each chunk draws from its own stream, so the latents do not depend on the world size."""
         self.model.eval()
         wanted = self.model.prior.fit_latents
         draws = 1 if wanted.source == "mode" else wanted.draws
-        chunks, label_chunks = [], []
+        x, labels = self.train_x, self.train_labels
+        starts = range(0, x.shape[0], LATENT_CHUNK)
+        chunks = []
         with torch.no_grad():
-            for i in range(0, self.train_x.shape[0], 512):
-                labels = None if self.train_labels is None else self.train_labels[i:i + 512]
-                posterior = self.model.encode(self.data.batch(self.train_x[i:i + 512], labels, train=False))
-                chunks.append(posterior.mode() if wanted.source == "mode" else posterior.rsample(draws).flatten(0, 1))
-                label_chunks.append(None if labels is None else labels.repeat(draws))
-        return torch.cat(chunks), None if self.train_labels is None else torch.cat(label_chunks)
+            for c in starts[collective.my_share(len(starts))]:
+                part = None if labels is None else labels[c:c + LATENT_CHUNK]
+                with distributed.seeded(self.config.seed, "latents", c):
+                    posterior = self.model.encode(self.data.batch(x[c:c + LATENT_CHUNK], part, train=False))
+                    chunks.append(posterior.mode() if wanted.source == "mode"
+                                  else posterior.rsample(draws).flatten(0, 1))
+        latent = self.model.combo.latent
+        mine = torch.cat(chunks) if chunks else torch.empty(
+            0, *latent.shape, dtype=torch.long if latent.is_codes else torch.float32, device=self.device)
+        if labels is not None:  # each chunk's labels once per draw, as the draws are laid out
+            labels = torch.cat([labels[c:c + LATENT_CHUNK].repeat(draws) for c in starts])
+        return collective.gather_rows(mine), labels
 

@@ -1,6 +1,11 @@
 """Expectation-maximisation for a Gaussian mixture with full or diagonal covariances, in
 float64, with a k-means++ start (Arthur and Vassilvitskii 2007), a covariance floor added to
-every variance (as scikit-learn's ``reg_covar``), and restarts keeping the best fit."""
+every variance (as scikit-learn's ``reg_covar``), and restarts keeping the best fit.
+
+Under torchrun each rank holds a share of the points: the sufficient statistics (responsibility
+sums, first and second moments, log-likelihood sums) are summed over the ranks, and the
+k-means++ start is drawn from every rank's points, so every rank fits the mixture one process
+would fit to all of them."""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from typing import Literal
 
 import torch
 from torch import Tensor
+
+from vaereg import collective
 
 Covariance = Literal["full", "diag"]
 
@@ -34,22 +41,31 @@ class Mixture:
         return -0.5 * (solved.square().sum(-1) + log_det + d * math.log(2 * math.pi)) + self.weights.log()
 
     def mean_log_likelihood(self, z: Tensor) -> float:
-        return torch.logsumexp(self.component_log_probs(z), 1).mean().item()
+        return mean_over_ranks(torch.logsumexp(self.component_log_probs(z), 1))
+
+
+def mean_over_ranks(values: Tensor) -> float:
+    """The mean of ``values`` ``[n]`` over every rank's values."""
+    total = collective.all_sum(torch.stack([values.sum(), values.new_tensor(values.shape[0])]))
+    return (total[0] / total[1]).item()
 
 
 def maximise(z: Tensor, resp: Tensor, covariance: Covariance, floor: float) -> Mixture:
     """The M step: the mixture maximising the expected log-likelihood under responsibilities
     ``resp`` ``[N, K]``; ``floor`` is added to every variance."""
-    n_k = resp.sum(0) + 10 * torch.finfo(z.dtype).eps
-    means = resp.T @ z / n_k[:, None]
+    total = collective.all_sum(z.new_tensor(z.shape[0]))
+    n_k = collective.all_sum(resp.sum(0)) + 10 * torch.finfo(z.dtype).eps
+    first = collective.all_sum(resp.T @ z)
+    means = first / n_k[:, None]
     eye = torch.eye(z.shape[1], dtype=z.dtype)
     if covariance == "full":
         diff = z[None] - means[:, None]  # [K, N, D]
-        cov = torch.einsum("kn,knd,kne->kde", resp.T, diff, diff) / n_k[:, None, None] + floor * eye
+        cov = collective.all_sum(torch.einsum("kn,knd,kne->kde", resp.T, diff, diff)) / n_k[:, None, None] + floor * eye
     else:
-        var = (resp.T @ z.square()) / n_k[:, None] - 2 * means * (resp.T @ z) / n_k[:, None] + means.square()
+        second = collective.all_sum(resp.T @ z.square())
+        var = second / n_k[:, None] - 2 * means * first / n_k[:, None] + means.square()
         cov = torch.diag_embed(var + floor)
-    return Mixture(n_k / z.shape[0], means, cov)
+    return Mixture(n_k / total, means, cov)
 
 
 def kmeans_pp(z: Tensor, k: int, generator: torch.Generator) -> Tensor:
@@ -65,8 +81,9 @@ def kmeans_pp(z: Tensor, k: int, generator: torch.Generator) -> Tensor:
 
 
 def initial_mixture(z: Tensor, k: int, covariance: Covariance, floor: float, generator: torch.Generator) -> Mixture:
-    """Hard assignments to the nearest k-means++ centre, then one M step."""
-    nearest = torch.cdist(z, kmeans_pp(z, k, generator)).argmin(1)
+    """Hard assignments to the nearest k-means++ centre (drawn from every rank's points, the
+    same on every rank), then one M step."""
+    nearest = torch.cdist(z, kmeans_pp(collective.gather_rows(z), k, generator)).argmin(1)
     return maximise(z, torch.nn.functional.one_hot(nearest, k).to(z.dtype), covariance, floor)
 
 
@@ -77,7 +94,7 @@ def em(z: Tensor, start: Mixture, covariance: Covariance, floor: float, iteratio
     mixture, history = start, []
     for _ in range(iterations):
         log_joint = mixture.component_log_probs(z)
-        history.append(torch.logsumexp(log_joint, 1).mean().item())
+        history.append(mean_over_ranks(torch.logsumexp(log_joint, 1)))
         if len(history) > 1 and history[-1] - history[-2] < tolerance:
             break
         mixture = maximise(z, log_joint.softmax(1), covariance, floor)
