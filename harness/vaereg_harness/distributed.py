@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -82,8 +84,17 @@ def start() -> World:
         if cuda:
             torch.cuda.set_device(world.local_rank % torch.cuda.device_count())
         dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=timeout())
+        signal.signal(signal.SIGTERM, _stopped)
     _world = world
     return world
+
+
+def _stopped(signum: int, _frame) -> None:
+    """torchrun stops the other ranks when one fails: say so in one line, not a traceback.
+    Every file is written by rename, so nothing is left half-written."""
+    print(f"vaereg: rank {_world.rank}: stopped by torchrun (another rank failed, or the job was stopped); "
+          f"run again with --resume to continue from the last checkpoint", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
 
 
 def stop() -> None:
@@ -106,9 +117,10 @@ def device(name: str) -> torch.device:
 
 
 def wrap(module: nn.Module) -> nn.Module:
-    """``module`` under DDP when this process is part of a job, else ``module`` itself. Only
-    the parameters that require a gradient are synchronised: a stage freezes the rest."""
-    if not _world.launched:
+    """``module`` under DDP when this process is one of several ranks, else ``module`` itself
+    (DDP over one process only costs: 0.8x the steps/s on CPU). Only the parameters that
+    require a gradient are synchronised: a stage freezes the rest."""
+    if _world.size == 1:
         return module
     on_cuda = next(module.parameters()).device.type == "cuda"
     return DistributedDataParallel(module, device_ids=[torch.cuda.current_device()] if on_cuda else None)
