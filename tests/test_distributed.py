@@ -4,6 +4,7 @@ itself, against one process and against references computed here."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -265,3 +266,20 @@ def environ(pid: int) -> dict[str, str]:
     except OSError:
         return {}
     return dict(e.decode(errors="replace").split("=", 1) for e in entries if b"=" in e)
+
+
+def test_two_nodes_on_localhost_train_as_one_job(tmp_path):
+    """The README's many-node command: two torchrun launchers (one process each) meet at
+    --rdzv-endpoint with --nnodes 2 and --node-rank; node 0 alone writes."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node-rank={rank}", "--nproc-per-node=1",
+         f"--rdzv-endpoint=127.0.0.1:{port}", "-m", "vaereg_harness.cli", "train", "--combo", "gaussian-mlp",
+         "--epochs", "1", "--quiet", "--out", "runs"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    assert "checkpoint" in outputs[0] and "checkpoint" not in outputs[1]  # node 1 prints nothing
+    assert len(list((tmp_path / "runs").glob("*/checkpoint.pt"))) == 1

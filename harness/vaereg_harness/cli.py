@@ -108,7 +108,9 @@ def run_options(command):
                      help="Epochs of the autoencoder."),
         click.option("--prior-epochs", type=click.IntRange(min=1), default=None,
                      help="Epochs of a prior fitted by gradient after the autoencoder (PixelCNN) [--epochs]."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+                     help="Images per optimiser step. Under torchrun this is the global batch: each rank takes an "
+                          "equal share of it."),
         click.option("--lr", type=float, default=1e-3, show_default=True),
         click.option("--seed", "seeds", type=int, multiple=True, default=(0,), show_default=True,
                      help="Random seed. Repeatable: each combo runs once per seed."),
