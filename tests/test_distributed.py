@@ -142,9 +142,11 @@ def reference_two_ranks(data, epochs: int, batch: int, seed: int = 0) -> dict[st
 
 def test_two_ranks_train_as_designed_and_score_as_one_process(tmp_path, digits):
     """gaussian, 2 epochs, global batch 64: the weights equal the designed 2-rank reference;
-    the run writes one row, one checkpoint and one set of PNGs; the IS NLL scored again by one
-    process from the same checkpoint and seed equals the 2-rank NLL."""
-    args = ["eval", "--combo", "gaussian", "--epochs", "2", "--batch-size", "64", *QUICK]
+    the run writes one row, one checkpoint and one set of PNGs; the IS NLL and the FID (its
+    samples drawn by both ranks) scored again by one process from the same checkpoint and seed
+    equal the 2-rank figures."""
+    args = ["eval", "--combo", "gaussian", "--epochs", "2", "--batch-size", "64", "--iw-samples", "8", "--quiet",
+            "--checkpoint-every", "0", "--fid-samples", "300"]
     torchrun(*args, "--out", "runs", "--results", "rows", cwd=tmp_path, script=True)
     got = weights(tmp_path / "runs")
     want = reference_two_ranks(digits, epochs=2, batch=64)
@@ -165,7 +167,7 @@ def test_two_ranks_train_as_designed_and_score_as_one_process(tmp_path, digits):
     vaereg_cli(*args, "--resume", "--out", "runs", "--results", "rows-one", cwd=tmp_path)
     one = only_row(tmp_path / "rows-one")
     assert one["world_size"] == 1
-    for key in ("nll_nats", "nelbo_nats", "active_units"):
+    for key in ("nll_nats", "nelbo_nats", "active_units", "fid"):
         assert one[key] == pytest.approx(two[key], rel=1e-12), key
     assert json.loads(one["kl_per_level"]) == pytest.approx(json.loads(two["kl_per_level"]), rel=1e-9)
 
@@ -227,7 +229,7 @@ def test_a_prior_fitted_after_the_autoencoder_trains_under_two_ranks(tmp_path):
 
 
 def test_a_killed_rank_ends_the_job_naming_it_and_resume_finishes_it(tmp_path):
-    args = ["eval", "--combo", "gaussian-mlp", "--epochs", "12", "--set", "encoder.width=16",
+    args = ["eval", "--combo", "gaussian-mlp", "--epochs", "30", "--set", "encoder.width=16",
             "--set", "decoder.width=16", *QUICK]
     torchrun(*args, "--out", "straight", "--results", "straight-rows", cwd=tmp_path)
     job = torchrun(*args, "--out", "killed", "--results", "killed-rows", cwd=tmp_path, stdout=subprocess.PIPE,
@@ -283,3 +285,24 @@ def test_two_nodes_on_localhost_train_as_one_job(tmp_path):
     assert [node.returncode for node in nodes] == [0, 0], outputs
     assert "checkpoint" in outputs[0] and "checkpoint" not in outputs[1]  # node 1 prints nothing
     assert len(list((tmp_path / "runs").glob("*/checkpoint.pt"))) == 1
+
+
+def test_a_run_killed_in_one_process_resumes_on_two_ranks(tmp_path):
+    """The checkpoint does not depend on the world size: a 1-process run killed after its
+    first checkpoint finishes under 2 ranks, its metrics log covering every epoch once."""
+    args = ["eval", "--combo", "gaussian-mlp", "--epochs", "30", "--set", "encoder.width=16",
+            "--set", "decoder.width=16", *QUICK, "--out", "runs", "--results", "rows"]
+    job = subprocess.Popen([sys.executable, "-m", "vaereg_harness.cli", *args], cwd=tmp_path,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "runs").glob("*/checkpoint.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    (saved,) = (tmp_path / "runs").glob("*/checkpoint.pt")
+    assert checkpoint.load(saved)["epoch"] < 30  # killed mid-training
+    torchrun(*args, "--resume", cwd=tmp_path)
+    row = only_row(tmp_path / "rows")
+    assert row["world_size"] == 2
+    epochs = [json.loads(line).get("epoch") for line in (saved.parent / "metrics.jsonl").read_text().splitlines()]
+    assert {e for e in epochs if e} == set(range(1, 31))
