@@ -344,7 +344,7 @@ class Trainer:
                     loss, stats = stage.step(net, rows[idx], None if labels is None else labels[idx],
                                              (epoch * steps + i) / (epochs * steps))
                 optimizer.zero_grad(set_to_none=True)
-                (loss * weight if self.world.size > 1 else loss).backward()
+                (loss * weight).backward()  # weight 1 in one process
                 optimizer.step()
                 threads.tick()
                 for key, value in stats.items():  # accumulated on the device: no sync per step
