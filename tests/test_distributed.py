@@ -270,21 +270,43 @@ def environ(pid: int) -> dict[str, str]:
     return dict(e.decode(errors="replace").split("=", 1) for e in entries if b"=" in e)
 
 
-def test_two_nodes_on_localhost_train_as_one_job(tmp_path):
-    """The README's many-node command: two torchrun launchers (one process each) meet at
-    --rdzv-endpoint with --nnodes 2 and --node-rank; node 0 alone writes."""
+def two_nodes(tmp_path: Path, *args: str) -> list[subprocess.Popen]:
+    """The README's many-node command on localhost: two torchrun launchers, one process each,
+    meeting at --rdzv-endpoint with --nnodes 2 and --node-rank."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    nodes = [subprocess.Popen(
+    return [subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node-rank={rank}", "--nproc-per-node=1",
-         f"--rdzv-endpoint=127.0.0.1:{port}", "-m", "vaereg_harness.cli", "train", "--combo", "gaussian-mlp",
-         "--epochs", "1", "--quiet", "--out", "runs"],
+         f"--rdzv-endpoint=127.0.0.1:{port}", "-m", "vaereg_harness.cli", *args],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+
+
+def test_two_nodes_on_localhost_train_as_one_job(tmp_path):
+    nodes = two_nodes(tmp_path, "train", "--combo", "gaussian-mlp", "--epochs", "1", "--quiet", "--out", "runs")
     outputs = [node.communicate(timeout=300)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs
     assert "checkpoint" in outputs[0] and "checkpoint" not in outputs[1]  # node 1 prints nothing
     assert len(list((tmp_path / "runs").glob("*/checkpoint.pt"))) == 1
+
+
+def test_a_node_whose_peer_dies_ends_with_one_line(tmp_path):
+    """No launcher stops node 0's rank when node 1's dies: its next collective fails, and it
+    says so in one line naming itself, without a traceback of its own."""
+    nodes = two_nodes(tmp_path, "train", "--combo", "gaussian-mlp", "--epochs", "200", "--quiet", "--out", "runs",
+                      "--checkpoint-every", "0")
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "runs").glob("*/checkpoint.pt")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    rank1 = next(pid for pid in worker_pids(nodes[1].pid) if environ(pid).get("RANK") == "1")
+    os.kill(rank1, signal.SIGKILL)
+    killed_at = time.monotonic()
+    outputs = [node.communicate(timeout=120)[0] for node in nodes]
+    assert time.monotonic() - killed_at < 60
+    assert nodes[0].returncode != 0 and nodes[1].returncode != 0
+    assert "Error: rank 0: lost contact with another rank of the job" in outputs[0]
+    assert "[rank0]: Traceback" not in outputs[0]  # (torchrun's own summary follows, with its traceback)
+    assert "rank      : 1" in outputs[1]  # node 1's torchrun names its dead rank
 
 
 def test_a_run_killed_in_one_process_resumes_on_two_ranks(tmp_path):

@@ -41,7 +41,9 @@ class Group(click.Group):
             raise click.UsageError(ranked(str(exc)), ctx) from None
         except VaeregError as exc:
             raise click.ClickException(ranked(str(exc))) from None
-        except torch.distributed.DistError as exc:  # a rank died or stopped answering
+        except RuntimeError as exc:
+            if not distributed.lost_contact(exc):
+                raise
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise click.ClickException(ranked(
                 f"lost contact with another rank of the job ({first}); torchrun's summary names the rank that "

@@ -142,6 +142,16 @@ def seeded(seed: int, *key: object) -> Iterator[None]:
         yield
 
 
+COMMS_MARKERS = ("gloo", "NCCL", "Connection reset", "Connection closed", "timed out", "Timed out")
+
+
+def lost_contact(exc: BaseException) -> bool:
+    """Whether ``exc`` says another rank died or stopped answering (a collective failed)."""
+    if isinstance(exc, dist.DistError):
+        return True
+    return _world.size > 1 and isinstance(exc, RuntimeError) and any(m in str(exc) for m in COMMS_MARKERS)
+
+
 def agree(value: object) -> object:
     """Rank 0's ``value`` on every rank (for decisions every rank must take alike)."""
     if not collective.active():
