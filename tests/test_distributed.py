@@ -24,19 +24,30 @@ from vaereg_harness.train import TrainConfig
 QUICK = ["--iw-samples", "8", "--no-fid", "--quiet", "--checkpoint-every", "0"]
 
 
+REPO = Path(__file__).parent.parent
+
+
 def torchrun(*args: str, cwd: Path, ranks: int = 2, check: bool = True, script: bool = False,
-             **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+             module: str = "vaereg_harness.cli", **popen) -> subprocess.CompletedProcess | subprocess.Popen:
     """``torchrun --standalone --nproc-per-node ranks`` running vaereg (as the README's
-    ``--no-python vaereg`` with ``script``, else as a module); a Popen when ``popen`` is given."""
-    entry = ["--no-python", str(Path(sys.executable).parent / "vaereg")] if script else ["-m", "vaereg_harness.cli"]
+    ``--no-python vaereg`` with ``script``, else as ``module``); a Popen when ``popen`` is given."""
+    entry = ["--no-python", str(Path(sys.executable).parent / "vaereg")] if script else ["-m", module]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
                *entry, *args]
     if popen:
         return subprocess.Popen(command, cwd=cwd, text=True, **popen)
     proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
-        raise AssertionError(f"torchrun vaereg {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+        raise AssertionError(f"torchrun {' '.join(entry + list(args))} exited {proc.returncode}:\n"
+                             f"{proc.stderr[-4000:]}")
     return proc
+
+
+def wait_for_checkpoint(out: Path, timeout: float = 120) -> None:
+    """Return once a run under ``out`` has written its first checkpoint (or ``timeout`` passed)."""
+    deadline = time.monotonic() + timeout
+    while not list(out.glob("*/checkpoint.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
@@ -97,10 +108,7 @@ def test_streams_are_keyed_and_leave_the_callers_stream_alone():
 def test_collectives_match_one_process_over_the_whole_batch(tmp_path):
     """GlobalBatchNorm's outputs, input and weight gradients and running statistics; EM on
     halves; gathered rows of unequal length: each against one process over everything."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-               "-m", "tests.ddp_collectives", str(tmp_path)]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    torchrun(str(tmp_path), cwd=REPO, module="tests.ddp_collectives")
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for report in reports:
         assert report == {"batchnorm": "ok", "em": "ok", "gather": "ok"}
@@ -190,10 +198,7 @@ def test_vq_codebooks_equal_one_process_with_the_global_batch(tmp_path):
 
 
 def test_every_rank_holds_the_same_codebook_after_every_step(tmp_path):
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-               "-m", "tests.ddp_collectives", str(tmp_path), "vq-steps"]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    torchrun(str(tmp_path), "vq-steps", cwd=REPO, module="tests.ddp_collectives")
     report = json.loads((tmp_path / "rank0.json").read_text())
     assert report["updates"] > 20 and report["restarts"] > 0 and report["max_difference"] == 0.0
 
@@ -234,9 +239,7 @@ def test_a_killed_rank_ends_the_job_naming_it_and_resume_finishes_it(tmp_path):
     torchrun(*args, "--out", "straight", "--results", "straight-rows", cwd=tmp_path)
     job = torchrun(*args, "--out", "killed", "--results", "killed-rows", cwd=tmp_path, stdout=subprocess.PIPE,
                    stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "killed").glob("*/checkpoint.pt")) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_checkpoint(tmp_path / "killed")
     rank1 = next(pid for pid in worker_pids(job.pid) if environ(pid).get("RANK") == "1")
     os.kill(rank1, signal.SIGKILL)
     killed_at = time.monotonic()
@@ -295,9 +298,7 @@ def test_a_node_whose_peer_dies_ends_with_one_line(tmp_path):
     says so in one line naming itself, without a traceback of its own."""
     nodes = two_nodes(tmp_path, "train", "--combo", "gaussian-mlp", "--epochs", "200", "--quiet", "--out", "runs",
                       "--checkpoint-every", "0")
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "runs").glob("*/checkpoint.pt")) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_checkpoint(tmp_path / "runs")
     rank1 = next(pid for pid in worker_pids(nodes[1].pid) if environ(pid).get("RANK") == "1")
     os.kill(rank1, signal.SIGKILL)
     killed_at = time.monotonic()
@@ -316,9 +317,7 @@ def test_a_run_killed_in_one_process_resumes_on_two_ranks(tmp_path):
             "--set", "decoder.width=16", *QUICK, "--out", "runs", "--results", "rows"]
     job = subprocess.Popen([sys.executable, "-m", "vaereg_harness.cli", *args], cwd=tmp_path,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "runs").glob("*/checkpoint.pt")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_checkpoint(tmp_path / "runs")
     job.send_signal(signal.SIGKILL)
     job.wait()
     (saved,) = (tmp_path / "runs").glob("*/checkpoint.pt")

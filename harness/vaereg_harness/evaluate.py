@@ -99,15 +99,18 @@ def evaluate(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 128, pr
     none = torch.empty(0, dtype=torch.float64, device=device)
     nll = gathered(nlls, none).mean().item()
     seconds = time.perf_counter() - began
-    deterministic = bool(collective.all_sum(torch.tensor([float(bool(indices))], device=device)).item())
+    # what the passes yielded, over every rank (a rank may have scored none)
+    seen = collective.all_sum(torch.tensor([float(bool(indices)), float(bool(kls))], device=device)) > 0
+    deterministic, any_kl = bool(seen[0]), bool(seen[1])
     if deterministic and latent.is_codes:
         codes = gathered(indices, torch.empty(0, *latent.shape, dtype=torch.long, device=device))
         perplexity, usage = code_usage(latent, codes)
     else:
         perplexity, usage = None, None
-    kl_sum = collective.all_sum(sum(kls) if kls else torch.zeros(latent.size, dtype=torch.float64, device=device))
-    any_kl = bool(collective.all_sum(torch.tensor([float(bool(kls))], device=device)).item())
-    kl_levels, active = latent_usage(latent, kl_sum / test.shape[0]) if any_kl else (None, None)
+    kl_levels, active = None, None
+    if any_kl:
+        kl_sum = collective.all_sum(sum(kls) if kls else torch.zeros(latent.size, dtype=torch.float64, device=device))
+        kl_levels, active = latent_usage(latent, kl_sum / test.shape[0])
     return Evaluation(
         nelbo_nats=gathered(nelbos, none).mean().item(),
         nll_nats=nll,

@@ -46,8 +46,8 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError):
-        return True
+    except (PermissionError, OverflowError):  # another user's process, or a pid we cannot judge: kept
+        pass
     return True
 
 

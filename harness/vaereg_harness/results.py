@@ -104,7 +104,11 @@ KEPT = "unrecorded-row.parquet"  # a row the results store could not take, kept 
 
 def append_row(directory: Path, row: Row) -> Path:
     """Write ``row`` as a new file of the dataset at ``directory``; returns its path."""
-    return _append(directory, pa.Table.from_pylist([dataclasses.asdict(row)], schema=SCHEMA))
+    return _append(directory, _table(row))
+
+
+def _table(row: Row) -> pa.Table:
+    return pa.Table.from_pylist([dataclasses.asdict(row)], schema=SCHEMA)
 
 
 def _append(directory: Path, table: pa.Table) -> Path:
@@ -117,13 +121,13 @@ def _append(directory: Path, table: pa.Table) -> Path:
 def append_or_keep(directory: Path, row: Row) -> Path:
     """Append ``row``; if the store cannot take it (a full disk), keep it in the run's folder
     for ``recover_rows`` and say so in the error."""
+    table = _table(row)
     try:
-        return append_row(directory, row)
+        return _append(directory, table)
     except VaeregError as exc:
         if row.run_dir is None:
             raise
         kept = Path(row.run_dir) / KEPT
-        table = pa.Table.from_pylist([dataclasses.asdict(row)], schema=SCHEMA)
         try:
             atomic_write(kept, lambda tmp: pq.write_table(table, tmp))
         except VaeregError:

@@ -33,10 +33,6 @@ from vaereg_harness.logs import Logger
 LATENT_CHUNK = 512  # training images encoded at a time for a prior fitted after the autoencoder
 
 
-def optimizer_params(optimizer: torch.optim.Optimizer) -> list[Tensor]:
-    return [p for group in optimizer.param_groups for p in group["params"]]
-
-
 class TrainingDiverged(VaeregError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
@@ -353,7 +349,7 @@ class Trainer:
             names = sorted(totals)  # one sync per epoch (and one reduction over the ranks)
             sums = collective.all_sum(torch.stack([totals[k] for k in names]).double())
             means = dict(zip(names, (sums / n).tolist(), strict=True))
-            weights_finite = bool(torch.stack([p.detach().isfinite().all() for p in optimizer_params(optimizer)]).all())
+            weights_finite = bool(torch.stack([p.detach().isfinite().all() for p in trained]).all())
             if not math.isfinite(means["loss"]) or not weights_finite:
                 bar.close()
                 loss = means["loss"]

@@ -53,8 +53,8 @@ def mean_over_ranks(values: Tensor) -> float:
 def maximise(z: Tensor, resp: Tensor, covariance: Covariance, floor: float) -> Mixture:
     """The M step: the mixture maximising the expected log-likelihood under responsibilities
     ``resp`` ``[N, K]``; ``floor`` is added to every variance."""
-    total = collective.all_sum(z.new_tensor(z.shape[0]))
-    n_k = collective.all_sum(resp.sum(0)) + 10 * torch.finfo(z.dtype).eps
+    counts = collective.all_sum(torch.cat([resp.sum(0), z.new_tensor([z.shape[0]])]))  # per component, all
+    n_k, total = counts[:-1] + 10 * torch.finfo(z.dtype).eps, counts[-1]
     first = collective.all_sum(resp.T @ z)
     means = first / n_k[:, None]
     eye = torch.eye(z.shape[1], dtype=z.dtype)
