@@ -21,7 +21,7 @@ COMBOS = ["gaussian", "gaussian-mlp", "gaussian+pixelcnn", "vq", "vq+pixelcnn", 
 def test_training_step(benchmark, digits, combo):
     """Stage 1 step (encoder, decoder, likelihood, and a stage-1 prior) at batch 64."""
     model = VAE(resolve(combo, digits.spec)).train()
-    optimizer = torch.optim.Adam(model.fitted_parameters(prior=False), lr=1e-3)
+    optimizer = torch.optim.Adam(model.stage_parameters(prior=False), lr=1e-3)
     batch = Batch(digits.to_model(digits.train[:BATCH], train=True))
     objective = ObjectiveConfig(**model.combo.objective_defaults())
 

@@ -25,7 +25,7 @@ def labelled(digits):
 @pytest.mark.parametrize("text", CONDITIONAL)
 def test_the_label_changes_the_likelihood_and_the_samples(labelled, text):
     model = VAE(resolve(text, labelled.spec)).eval()
-    model.prior_fitted = True  # score with the prior itself, a PixelCNN included
+    model.prior_trained = True  # score with the prior itself, a PixelCNN included
     x = labelled.to_model(labelled.test[:4], train=False)
     nll = [importance_nll(model, Batch(x, Context(label=torch.full((4,), y))), 4, 4) for y in (0, 1)]
     assert torch.isfinite(nll[0]).all() and not torch.allclose(nll[0], nll[1])

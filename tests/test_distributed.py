@@ -123,7 +123,7 @@ def reference_two_ranks(data, epochs: int, batch: int, seed: int = 0) -> dict[st
     config = RunConfig(train=TrainConfig(epochs=epochs, batch_size=batch, seed=seed))
     model = create_model("gaussian", data, config=config)
     objective = config.objective_for(model.combo)
-    optimizer = torch.optim.Adam(model.fitted_parameters(prior=False), lr=config.train.lr, fused=True)
+    optimizer = torch.optim.Adam(model.stage_parameters(prior=False), lr=config.train.lr, fused=True)
     shuffle = torch.Generator().manual_seed(seed)
     n = data.train.shape[0]
     steps = -(-n // batch)

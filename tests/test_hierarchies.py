@@ -168,7 +168,7 @@ def test_vq2_nll_is_reconstruction_plus_both_prior_terms():
     log_bottom = prior.nets[0].log_prob(bottom.unsqueeze(1), prior._condition(0, [bottom, top]))
     log_px = vae.likelihood.log_prob(batch.x, vae.decoder(posterior.decoder_input(codes.unsqueeze(0)), NONE), NONE)
     expected = -(log_px + log_bottom + log_top).double()
-    vae.prior_fitted = True  # score with the PixelCNNs, not the stage-1 stand-in
+    vae.prior_trained = True  # score with the PixelCNNs, not the stage-1 stand-in
     assert torch.allclose(importance_nll(vae, batch, k=50, chunk=10), expected, atol=1e-3)
 
 
@@ -185,10 +185,10 @@ def test_uniform_prior_over_two_code_levels_costs_their_positions_times_log_k():
 def test_coupled_and_two_level_checkpoints_rebuild(text, tmp_path):
     vae = model(text)
     path = tmp_path / "c.pt"
-    vae.prior_fitted = True
+    vae.prior_trained = True
     checkpoint.save(path, vae, state={})
     rebuilt = checkpoint.rebuild(checkpoint.load(path)).eval()
-    assert rebuilt.combo.canonical == vae.combo.canonical and rebuilt.prior_fitted
+    assert rebuilt.combo.canonical == vae.combo.canonical and rebuilt.prior_trained
     for (name, a), (_, b) in zip(vae.state_dict().items(), rebuilt.state_dict().items(), strict=True):
         assert torch.equal(a, b) if torch.is_tensor(a) else a == b, name
 

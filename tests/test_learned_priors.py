@@ -180,7 +180,7 @@ def test_a_posthoc_prior_leaves_stage_one_as_a_plain_gaussian_run(digits, tmp_pa
     reports, _ = train_model(fitted, digits, config, tmp_path / "a", progress=False)
     plain = create_model("gaussian", digits, {}, config)
     train_model(plain, digits, config, tmp_path / "b", progress=False)
-    assert [r.stage for r in reports] == ["autoencoder", "prior"] and fitted.prior_fitted
+    assert [r.stage for r in reports] == ["autoencoder", "prior"] and fitted.prior_trained
     for name, value in plain.state_dict().items():
         if name != "_extra_state":
             assert torch.equal(value, fitted.state_dict()[name]), name

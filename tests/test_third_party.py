@@ -87,7 +87,7 @@ def test_vamp_runs_from_the_command_line(site, tmp_path):
 
 def test_em_prior_trains_stage_one_against_the_stand_in_then_fits_by_em(site, digits, tmp_path):
     mixture = create_model("gaussian+prior=emmix", digits, config=config(2))
-    assert not mixture.prior_fitted and type(mixture.active_prior).__name__ == "StandardNormal"
+    assert not mixture.prior_trained and type(mixture.active_prior).__name__ == "StandardNormal"
     reports, _ = train_model(mixture, digits, config(2), tmp_path / "a", progress=False)
     plain = create_model("gaussian", digits, config=config(2))
     train_model(plain, digits, config(2), tmp_path / "b", progress=False)
@@ -95,7 +95,7 @@ def test_em_prior_trains_stage_one_against_the_stand_in_then_fits_by_em(site, di
     assert autoencoder.keys() == {k for k in plain.state_dict() if k != "_extra_state"}
     for name, value in autoencoder.items():
         assert torch.equal(value, plain.state_dict()[name]), name  # the stand-in was N(0, I)
-    assert [r.stage for r in reports] == ["autoencoder", "prior"] and mixture.prior_fitted
+    assert [r.stage for r in reports] == ["autoencoder", "prior"] and mixture.prior_trained
     assert mixture.active_prior is mixture.prior and mixture.prior.means.abs().sum() > 0
 
 

@@ -83,5 +83,5 @@ def test_pixelcnn_fills_the_prior_over_codes_and_the_likelihood_over_a_continuou
     data = DataSpec("digits", 1, 8, 8, 17)
     assert resolve("vq+pixelcnn", data).canonical == "encoder=vq+decoder=conv+prior=pixelcnn+likelihood=dlogistic"
     assert resolve("gaussian+pixelcnn", data).parts["likelihood"].name == "pixelcnn"
-    assert resolve("vq+pixelcnn", data).fitting == "gradient"
+    assert resolve("vq+pixelcnn", data).schedule == "gradient"
     assert resolve("vq+likelihood=pixelcnn", data).parts["likelihood"].name == "pixelcnn"  # any latent it serves

@@ -6,7 +6,7 @@ from vaereg.context import Context, context_bias
 from vaereg.errors import UsageError, VaeregError
 from vaereg.gaussian import DiagonalGaussian, StandardNormal
 from vaereg.hookspecs import PLUGIN_API, hookimpl
-from vaereg.parts import Decoder, Encoder, FitLatents, Likelihood, NoOptions, Posterior, Prior
+from vaereg.parts import Decoder, Encoder, Likelihood, NoOptions, Posterior, Prior, PriorLatents
 from vaereg.specs import DataSpec, LatentSpec, continuous, discrete
 
 __version__ = "0.2.0"
@@ -18,7 +18,7 @@ __all__ = [
     "Decoder",
     "DiagonalGaussian",
     "Encoder",
-    "FitLatents",
+    "PriorLatents",
     "LatentSpec",
     "Likelihood",
     "NoOptions",

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from vaereg import collective
 from vaereg.context import Context
-from vaereg.parts import FitsCodes, Posterior, Prior
+from vaereg.parts import ForCodes, Posterior, Prior
 from vaereg.specs import DataSpec, LatentSpec
 
 
@@ -144,7 +144,7 @@ class QuantizedPosterior(Posterior):
         return {f"{key}_z{i + 1}": value for i, stats in enumerate(per_level) for key, value in stats.items()}
 
 
-class UniformCodes(FitsCodes, Prior):
+class UniformCodes(ForCodes, Prior):
     """p(z) = prod over levels of K^-N, for a code map (or each map of a hierarchy) of N
     positions with K codes each. The stage-1 stand-in for priors over codes."""
 

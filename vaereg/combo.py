@@ -16,7 +16,7 @@ from vaereg.config import from_dict, to_dict
 from vaereg.errors import UsageError
 from vaereg.gaussian import StandardNormal
 from vaereg.kl import KLTable
-from vaereg.parts import SLOTS, Fitting, Prior
+from vaereg.parts import SLOTS, Prior, Schedule
 from vaereg.registry import PartEntry, Registry, get_registry
 from vaereg.specs import DataSpec, LatentSpec
 
@@ -42,11 +42,11 @@ class Combo:
         return "+".join(f"{slot}={self.parts[slot].name}" for slot in SLOTS if slot not in self.coupled)
 
     @property
-    def fitting(self) -> Fitting:
+    def schedule(self) -> Schedule:
         """How the prior is fitted; a coupled prior always trains with its encoder."""
         if "prior" in self.coupled:
             return "joint"
-        return self.parts["prior"].cls.fitting_for(self.configs["prior"])
+        return self.parts["prior"].cls.schedule_for(self.configs["prior"])
 
     @property
     def stand_in(self) -> type[Prior]:
@@ -59,7 +59,7 @@ class Combo:
         """The prior type the autoencoder trains against: the prior, or its stand-in."""
         if "prior" in self.coupled:
             return self.parts["encoder"].cls.prior_type
-        return self.parts["prior"].cls if self.fitting == "joint" else self.stand_in
+        return self.parts["prior"].cls if self.schedule == "joint" else self.stand_in
 
     @property
     def closed_form_kl(self) -> bool:
@@ -86,7 +86,7 @@ def _fitting(registry: Registry, slot: str, data: DataSpec, latent: LatentSpec) 
     names = [
         e.name
         for e in registry.parts[slot].values()
-        if e.cls.misfit(data, latent, e.cls.Config()) is None
+        if e.cls.mismatch(data, latent, e.cls.Config()) is None
     ]
     return ", ".join(sorted(names)) or "none"
 
@@ -148,14 +148,14 @@ def resolve(
                 place(candidates[0], token)
                 continue
             latent = latent_so_far(token)
-            fits = [c for c in candidates if c.cls.misfit(data, latent, _config(c, options)) is None]
+            fits = [c for c in candidates if c.cls.mismatch(data, latent, _config(c, options)) is None]
             fits = [c for c in fits if c.cls.claims(latent)] or fits
             if len(fits) > 1:
                 spelled = " or ".join(f"{c.slot}={token}" for c in fits)
                 raise UsageError(f"{token!r} fits several slots for a {latent.describe()}; write {spelled}")
             if not fits:
                 reasons = "; ".join(
-                    f"as {c.slot} it {c.cls.misfit(data, latent, _config(c, options))}" for c in candidates
+                    f"as {c.slot} it {c.cls.mismatch(data, latent, _config(c, options))}" for c in candidates
                 )
                 raise UsageError(f"{token!r} does not fit a {latent.describe()}: {reasons}")
             place(fits[0], token)
@@ -184,9 +184,9 @@ def resolve(
         entry = chosen[slot]
         if slot != "encoder" and entry is chosen["encoder"]:
             continue
-        reason = entry.cls.misfit(data, latent, configs[slot])
+        reason = entry.cls.mismatch(data, latent, configs[slot])
         if not reason and slot == "prior":
-            reason = entry.cls.encoder_misfit(chosen["encoder"].cls)
+            reason = entry.cls.encoder_mismatch(chosen["encoder"].cls)
         if reason and slot == "encoder":
             raise UsageError(f"encoder {entry.name!r} does not fit {data.describe()}: it {reason}")
         if reason:

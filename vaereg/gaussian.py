@@ -48,10 +48,10 @@ class StandardNormal(Prior):
     """N(0, I) over a continuous latent (flat, a map, or a hierarchy's joined levels). The
     stage-1 stand-in for continuous priors fitted after the autoencoder."""
 
-    fits = frozenset({"continuous", "hierarchical"})
+    latent_kinds = frozenset({"continuous", "hierarchical"})
 
     @classmethod
-    def misfit(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
+    def mismatch(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
         if latent.is_codes:
             return f"needs a continuous latent, got a {latent.describe()}"
         return None

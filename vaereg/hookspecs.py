@@ -16,7 +16,7 @@ module that names another version is reported as failed instead of misbehaving.
 import pluggy
 
 #: Version of the part contracts and hooks. 2: the context reaches every part, a prior declares
-#: its fitting and may use its encoder, KL pairs are registered, options are typed.
+#: its schedule and may use its encoder, KL pairs are registered, options are typed.
 PLUGIN_API = 2
 
 hookspec = pluggy.HookspecMarker("vaereg")

@@ -48,7 +48,7 @@ class VAE(nn.Module):
     filled by a coupled encoder is that encoder's attribute (``model.prior`` is
     ``model.encoder.prior``), so its weights are stored once.
 
-    A prior fitted after the autoencoder is not used until it is fitted (``prior_fitted``,
+    A prior fitted after the autoencoder is not used until it is fitted (``prior_trained``,
     kept in the state dict): until then its stand-in scores and samples latents."""
 
     def __init__(self, combo: Combo):
@@ -67,14 +67,14 @@ class VAE(nn.Module):
         if "prior" not in combo.coupled:
             # a prior fitted after the autoencoder must not change how the autoencoder trains:
             # its initialisation leaves the random stream as it found it
-            with torch.random.fork_rng(devices=[], enabled=combo.fitting != "joint"):
+            with torch.random.fork_rng(devices=[], enabled=combo.schedule != "joint"):
                 self.prior = parts["prior"].cls(data, latent, cfg["prior"])
         self.prior.attach(self.encoder)
         self.stand_in: Prior | None = None
-        if combo.fitting != "joint":
+        if combo.schedule != "joint":
             cls = combo.stand_in
             self.stand_in = cls(data, latent, from_dict(cls.Config, {}, what="stand-in prior"))
-        self.prior_fitted = self.stand_in is None
+        self.prior_trained = self.stand_in is None
 
     def __getattr__(self, name: str):
         coupled = self.__dict__.get("combo")
@@ -83,15 +83,15 @@ class VAE(nn.Module):
         return super().__getattr__(name)
 
     def get_extra_state(self) -> dict[str, bool]:
-        return {"prior_fitted": self.prior_fitted}
+        return {"prior_trained": self.prior_trained}
 
     def set_extra_state(self, state: dict[str, bool]) -> None:
-        self.prior_fitted = bool(state["prior_fitted"])
+        self.prior_trained = bool(state.get("prior_trained", state.get("prior_fitted")))  # API-2 checkpoints
 
     @property
     def active_prior(self) -> Prior:
         """The prior the model scores and samples with now: the stand-in until the prior is fitted."""
-        return self.prior if self.prior_fitted else self.stand_in
+        return self.prior if self.prior_trained else self.stand_in
 
     def encode(self, batch: Batch) -> Posterior:
         return self.encoder(batch.x, batch.context)
@@ -116,10 +116,10 @@ class VAE(nn.Module):
         """Encode ``batch`` and return the terms of ``k`` draws per image."""
         return self.terms(batch, self.encode(batch), k)
 
-    def fitted_parameters(self, prior: bool) -> list[nn.Parameter]:
+    def stage_parameters(self, prior: bool) -> list[nn.Parameter]:
         """What a stage optimises: a prior fitted after the autoencoder (``prior=True``), or
         everything else, a jointly fitted (or coupled) prior included."""
-        own = {id(p) for p in self.prior.parameters()} if self.combo.fitting != "joint" else set()
+        own = {id(p) for p in self.prior.parameters()} if self.combo.schedule != "joint" else set()
         return [p for p in self.parameters() if (id(p) in own) == prior]
 
     @torch.no_grad()

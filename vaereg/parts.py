@@ -35,8 +35,8 @@ class Part(nn.Module):
 
     slot: ClassVar[str]
     Config: ClassVar[type] = NoOptions
-    #: Latent kinds this part can serve (compatibility; ``misfit`` may refine it).
-    fits: ClassVar[frozenset[str]] = LATENT_KINDS
+    #: Latent kinds this part can serve (compatibility; ``mismatch`` may refine it).
+    latent_kinds: ClassVar[frozenset[str]] = LATENT_KINDS
     #: Objective settings this part trains best with (NVAE: KL warm-up and balancing); the
     #: user's ``objective.*`` options override them.
     objective: ClassVar[dict[str, Any]] = {}
@@ -45,10 +45,10 @@ class Part(nn.Module):
         super().__init__()
 
     @classmethod
-    def misfit(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
+    def mismatch(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
         """Why this part cannot serve ``data`` and ``latent``, or None when it can."""
-        if latent.kind not in cls.fits:
-            kinds = "/".join(sorted(cls.fits))
+        if latent.kind not in cls.latent_kinds:
+            kinds = "/".join(sorted(cls.latent_kinds))
             return f"needs a {kinds} latent, got a {latent.describe()}"
         return None
 
@@ -60,25 +60,25 @@ class Part(nn.Module):
         return True
 
 
-class FitsCodes:
+class ForCodes:
     """Mixin for a part over discrete codes: one code map, or a hierarchy of them (VQ-VAE-2)."""
 
-    fits = frozenset({"discrete", "hierarchical"})
+    latent_kinds = frozenset({"discrete", "hierarchical"})
 
     @classmethod
-    def misfit(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
+    def mismatch(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
         if not latent.is_codes:
             return f"needs discrete codes (a code map or a hierarchy of them), got a {latent.describe()}"
         return None
 
 
-class FitsVector:
+class ForVector:
     """Mixin for a part over one flat continuous latent vector (a mixture, a flow)."""
 
-    fits = frozenset({"continuous"})
+    latent_kinds = frozenset({"continuous"})
 
     @classmethod
-    def misfit(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
+    def mismatch(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
         if latent.kind != "continuous" or len(latent.shape) != 1:
             return f"needs a continuous latent vector, got a {latent.describe()}"
         return None
@@ -163,11 +163,11 @@ class Decoder(Part):
 
 #: How a prior is fitted: with the autoencoder, or after it on the frozen encoder's latents,
 #: by gradient (a PixelCNN over codes) or by its own non-gradient ``fit`` (EM).
-Fitting = Literal["joint", "gradient", "fit"]
+Schedule = Literal["joint", "gradient", "fit"]
 
 
 @dataclass(frozen=True)
-class FitLatents:
+class PriorLatents:
     """Which latents a prior fitted after the autoencoder sees: the posterior's ``mode`` or
     ``draws`` samples per training image."""
 
@@ -178,23 +178,23 @@ class FitLatents:
 class Prior(Part):
     """Density and sampling over latents, optionally conditioned on the context.
 
-    A prior fitted after the autoencoder (``fitting`` not ``joint``) is replaced while the
+    A prior fitted after the autoencoder (``schedule`` not ``joint``) is replaced while the
     autoencoder trains by its ``stand_in``: N(0, I) over continuous latents and the uniform
-    prior over codes unless it names another ``Prior`` class. ``fitting`` may depend on the
-    config (``fitting_for``: a flow fitted jointly or post hoc)."""
+    prior over codes unless it names another ``Prior`` class. ``schedule`` may depend on the
+    config (``schedule_for``: a flow fitted jointly or post hoc)."""
 
     slot = "prior"
-    fitting: ClassVar[Fitting] = "joint"
-    fit_latents: ClassVar[FitLatents] = FitLatents()
+    schedule: ClassVar[Schedule] = "joint"
+    prior_latents: ClassVar[PriorLatents] = PriorLatents()
     stand_in: ClassVar[type[Prior] | None] = None
 
     @classmethod
-    def fitting_for(cls, config: object) -> Fitting:
-        """How this prior is fitted with ``config``; ``fitting`` unless overridden."""
-        return cls.fitting
+    def schedule_for(cls, config: object) -> Schedule:
+        """How this prior is fitted with ``config``; ``schedule`` unless overridden."""
+        return cls.schedule
 
     @classmethod
-    def encoder_misfit(cls, encoder: type[Encoder]) -> str | None:
+    def encoder_mismatch(cls, encoder: type[Encoder]) -> str | None:
         """Why this prior cannot pair with ``encoder`` (a VampPrior needs a diagonal-Gaussian
         posterior), or None when it can. Checked when the combo is resolved."""
         return None
@@ -222,13 +222,13 @@ class Prior(Part):
         raise NotImplementedError
 
     def fit(self, latents: Tensor, context: Context) -> list[dict[str, float]]:
-        """A non-gradient fit (``fitting = "fit"``) to ``latents`` ``[N, *shape]``; returns one
+        """A non-gradient fit (``schedule = "fit"``) to ``latents`` ``[N, *shape]``; returns one
         record per iteration (e.g. ``{"log_likelihood": ...}``) for the training log.
 
         Under torchrun ``latents`` is this rank's share: sum sufficient statistics over the
         ranks with ``vaereg.collective.all_sum``. Afterwards rank 0's fitted state is broadcast,
         so a fit that does not reduce still leaves every rank with the same prior (rank 0's)."""
-        raise NotImplementedError(f"{type(self).__name__} declares fitting={self.fitting!r} but has no fit()")
+        raise NotImplementedError(f"{type(self).__name__} declares schedule={self.schedule!r} but has no fit()")
 
 
 class Likelihood(Part):

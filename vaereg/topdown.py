@@ -45,7 +45,7 @@ class TopDownPrior(Prior):
     """p(z_L) p(z_{L-1} | z_L) ... p(z_1 | z_{>1}) through a state, plus the posterior step
     that shares it. Subclasses define the four steps below; level indices count from 0 (z_1)."""
 
-    fits = frozenset({"hierarchical"})
+    latent_kinds = frozenset({"hierarchical"})
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: object):
         super().__init__(data, latent, config)

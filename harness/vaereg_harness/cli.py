@@ -325,7 +325,7 @@ def skipped_file(path: Path, why: str) -> None:
 
 def describe_latent(entry) -> str:
     if entry.slot != "encoder":
-        return f"fits {'/'.join(sorted(entry.cls.fits))}"
+        return f"fits {'/'.join(sorted(entry.cls.latent_kinds))}"
     fills = f", fills {'/'.join(entry.cls.fills)}" if entry.cls.fills else ""
     return f"posterior {entry.cls.posterior.__name__}{fills}"
 

@@ -135,7 +135,7 @@ class AutoencoderStage(GradientStage):
     name = "autoencoder"
 
     def parameters(self):
-        return self.model.fitted_parameters(prior=False)
+        return self.model.stage_parameters(prior=False)
 
     def module(self):
         return self.model
@@ -162,7 +162,7 @@ class PriorGradientStage(GradientStage):
         return config.prior_epochs or config.epochs
 
     def parameters(self):
-        return self.model.fitted_parameters(prior=True)
+        return self.model.stage_parameters(prior=True)
 
     def module(self):
         return PriorDensity(self.model.prior)
@@ -179,7 +179,7 @@ class PriorGradientStage(GradientStage):
         return loss, {"loss": loss.detach()}
 
     def finish(self):
-        self.model.prior_fitted = True
+        self.model.prior_trained = True
 
 
 class PriorDensity(torch.nn.Module):
@@ -211,7 +211,7 @@ class PriorFitStage(Stage):
             t.fit_history = prior.fit(latents[share], t.data.context(None if labels is None else labels[share]))
             for tensor in [*prior.parameters(), *prior.buffers()]:  # every rank ends with rank 0's fit
                 collective.broadcast(tensor.data)
-        self.model.prior_fitted = True
+        self.model.prior_trained = True
         t.reports[self.name].seconds += time.perf_counter() - began
         for i, record in enumerate(t.fit_history):
             t.log({"stage": self.name, "iteration": i + 1, "step": i + 1, **record})
@@ -239,8 +239,8 @@ class Trainer:
         self.train_x = data.train.to(self.device)  # small sets live on the device: no loader
         self.train_labels = data.train_labels.to(self.device) if data.spec.classes else None
         self.stages = [AutoencoderStage(self)]
-        if model.combo.fitting != "joint":
-            self.stages.append(STAGES[model.combo.fitting](self))
+        if model.combo.schedule != "joint":
+            self.stages.append(STAGES[model.combo.schedule](self))
         self.reports = {stage.name: StageReport(stage.name) for stage in self.stages}
         self.fit_history: list[dict[str, float]] = []
         self.saved_at = time.perf_counter()
@@ -389,7 +389,7 @@ class Trainer:
         torchrun each rank encodes its share of the chunks and every rank gathers them all;
         each chunk draws from its own stream, so the latents do not depend on the world size."""
         self.model.eval()
-        wanted = self.model.prior.fit_latents
+        wanted = self.model.prior.prior_latents
         draws = 1 if wanted.source == "mode" else wanted.draws
         x, labels = self.train_x, self.train_labels
         starts = range(0, x.shape[0], LATENT_CHUNK)

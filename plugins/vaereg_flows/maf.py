@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from vaereg import Context, DataSpec, LatentSpec, Prior, Range
 from vaereg.gaussian import HALF_LOG_2PI
-from vaereg.parts import FitsVector
+from vaereg.parts import ForVector
 from vaereg_flows.made import MADE
 
 SCALE = 3.0  # |a| < SCALE per step, a = SCALE tanh(raw / SCALE): a soft bound that keeps steps invertible
@@ -60,14 +60,14 @@ class MAF(nn.Module):
         return u
 
 
-class FlowPrior(FitsVector, Prior):
+class FlowPrior(ForVector, Prior):
     """p(z | y) through a MAF to N(0, I); under ``--condition label`` every conditioner also
     sees a learned class embedding."""
 
     Config = FlowConfig
 
     @classmethod
-    def fitting_for(cls, config: FlowConfig):
+    def schedule_for(cls, config: FlowConfig):
         return "joint" if config.fit == "joint" else "gradient"
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: FlowConfig):

@@ -24,7 +24,7 @@ class ConvDecoder(Decoder):
     convolutions back to the image size."""
 
     Config = DecoderConfig
-    fits = frozenset({"continuous", "discrete"})
+    latent_kinds = frozenset({"continuous", "discrete"})
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: DecoderConfig, out_channels: int):
         super().__init__(data, latent, config, out_channels)
@@ -48,7 +48,7 @@ class MLPDecoder(Decoder):
     """Two hidden layers of ``width * 8`` units from a latent vector."""
 
     Config = DecoderConfig
-    fits = frozenset({"continuous"})
+    latent_kinds = frozenset({"continuous"})
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: DecoderConfig, out_channels: int):
         super().__init__(data, latent, config, out_channels)

@@ -24,13 +24,13 @@ class Bernoulli(Likelihood):
         self.channels = data.channels
 
     @classmethod
-    def misfit(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
+    def mismatch(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
         if data.intensities != 2:
             return (
                 f"needs binary data (2 intensities) but {data.describe()} has {data.intensities}; "
                 f"use dlogistic, or binarized data"
             )
-        return super().misfit(data, latent, config)
+        return super().mismatch(data, latent, config)
 
     def param_channels(self) -> int:
         return self.channels

@@ -97,10 +97,10 @@ class VQ2Decoder(Decoder):
     upsampling convolutions to the image."""
 
     Config = VQ2DecoderConfig
-    fits = frozenset({"hierarchical"})
+    latent_kinds = frozenset({"hierarchical"})
 
     @classmethod
-    def misfit(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
+    def mismatch(cls, data: DataSpec, latent: LatentSpec, config: object) -> str | None:
         if not latent.is_codes or len(latent.levels) != 2:
             return f"needs two levels of codes (bottom, top), got a {latent.describe()}"
         return None

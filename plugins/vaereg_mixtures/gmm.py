@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 import torch
 from torch import Tensor
 
-from vaereg import Context, DataSpec, FitLatents, LatentSpec, Prior, Range
-from vaereg.parts import FitsVector
+from vaereg import Context, DataSpec, LatentSpec, Prior, PriorLatents, Range
+from vaereg.parts import ForVector
 from vaereg_mixtures.em import Mixture, fit_mixture
 
 
@@ -28,13 +28,13 @@ class GMMConfig:
     floor: Annotated[float, Range(0, 1)] = 1e-6
 
 
-class FittedMixture(FitsVector, Prior):
+class FittedMixture(ForVector, Prior):
     """A Gaussian mixture fitted by EM after the autoencoder (N(0, I) stands in before),
     to 4 posterior samples per training image."""
 
     Config = GMMConfig
-    fitting = "fit"
-    fit_latents = FitLatents(source="sample", draws=4)
+    schedule = "fit"
+    prior_latents = PriorLatents(source="sample", draws=4)
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: GMMConfig):
         super().__init__(data, latent, config)

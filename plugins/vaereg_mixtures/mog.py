@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from vaereg import Context, DataSpec, LatentSpec, Prior, Range
 from vaereg.gaussian import normal_log_prob
-from vaereg.parts import FitsVector
+from vaereg.parts import ForVector
 
 
 @dataclass
@@ -19,7 +19,7 @@ class MixtureConfig:
     components: Annotated[int, Range(1, 10000)] = 10
 
 
-class LearnedMixture(FitsVector, Prior):
+class LearnedMixture(ForVector, Prior):
     """p(z | y) = sum_k pi_k(y) N(z; mu_k, diag sigma_k^2), every parameter learned by gradient
     with the autoencoder (Monte-Carlo KL)."""
 

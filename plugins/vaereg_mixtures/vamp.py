@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from vaereg import Context, DataSpec, DiagonalGaussian, Encoder, LatentSpec, Prior, Range
 from vaereg.gaussian import normal_log_prob
-from vaereg.parts import FitsVector
+from vaereg.parts import ForVector
 
 
 @dataclass
@@ -20,7 +20,7 @@ class VampConfig:
     pseudo_inputs: Annotated[int, Range(1, 10000)] = 100
 
 
-class VampPrior(FitsVector, Prior):
+class VampPrior(ForVector, Prior):
     """The encoder's diagonal Gaussians at ``pseudo_inputs`` learned images in [0, 1] (a sigmoid
     of free parameters), mixed equally; trained jointly, Monte-Carlo KL. The pseudo-inputs are
     encoded once per model pass (``prepare``), not once per ``log_prob``."""
@@ -33,7 +33,7 @@ class VampPrior(FitsVector, Prior):
                                                       data.width) * 0.5 - 1.0)
 
     @classmethod
-    def encoder_misfit(cls, encoder: type[Encoder]) -> str | None:
+    def encoder_mismatch(cls, encoder: type[Encoder]) -> str | None:
         if encoder.posterior is not DiagonalGaussian:
             return (f"mixes the encoder's diagonal Gaussians, but its posterior is {encoder.posterior.__name__}; "
                     f"pair it with an encoder whose posterior is a DiagonalGaussian (gaussian, gaussian-mlp)")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaereg import Context, DataSpec, LatentSpec, Likelihood, Prior, Range
-from vaereg.parts import FitsCodes, intensity_index
+from vaereg.parts import ForCodes, intensity_index
 from vaereg_pixelcnn.network import GatedPixelCNN
 
 
@@ -28,14 +28,14 @@ class PixelCNNLikelihoodConfig(PixelCNNConfig):
     features: Annotated[int, Range(1, 512)] = 32  # channels of decoder features conditioning every gate
 
 
-class PixelCNNPrior(FitsCodes, Prior):
+class PixelCNNPrior(ForCodes, Prior):
     """Categorical over the K codes at each position given the codes before it. Over a
     hierarchy of code maps (VQ-VAE-2) one PixelCNN per level, each below the top conditioned
     on the level above (its codes embedded and resized to this level's grid):
     p(z) = p(z_L) prod_l p(z_l | z_{l+1})."""
 
     Config = PixelCNNConfig
-    fitting = "gradient"
+    schedule = "gradient"
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: PixelCNNConfig):
         super().__init__(data, latent, config)

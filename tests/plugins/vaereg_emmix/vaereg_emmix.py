@@ -8,7 +8,7 @@ from typing import Annotated
 
 import torch
 
-from vaereg import FitLatents, Prior, Range, hookimpl
+from vaereg import Prior, PriorLatents, Range, hookimpl
 
 VAEREG_PLUGIN_API = 2
 
@@ -28,10 +28,10 @@ def component_log_probs(z, weights, means, variances):
 
 
 class EMMixture(Prior):
-    fitting = "fit"
-    fit_latents = FitLatents(source="mode")
+    schedule = "fit"
+    prior_latents = PriorLatents(source="mode")
     Config = MixtureConfig
-    fits = frozenset({"continuous"})
+    latent_kinds = frozenset({"continuous"})
 
     def __init__(self, data, latent, config):
         super().__init__(data, latent, config)

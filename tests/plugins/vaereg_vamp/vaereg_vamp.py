@@ -23,7 +23,7 @@ class VampPrior(Prior):
     """The encoder's diagonal Gaussians at ``pseudo_inputs`` learned images, mixed equally."""
 
     Config = VampConfig
-    fits = frozenset({"continuous"})
+    latent_kinds = frozenset({"continuous"})
 
     def __init__(self, data, latent, config):
         super().__init__(data, latent, config)
