@@ -1,9 +1,10 @@
 """Combo strings: ``vq+pixelcnn``, ``gaussian+likelihood=bernoulli``.
 
-Tokens apply left to right. A token is a preset (a plugin's default filling of slots), a
-``slot=name`` assignment, or a bare part name, which fills the one slot where the part fits
-the latent produced by the encoder chosen so far. Everything is checked from latent specs
-before any module is built.
+Tokens apply left to right. A token is a preset (a plugin's filling of slots, possibly with an
+objective and option values), a ``slot=name`` assignment (``objective=NAME`` included), or a
+bare name: a part, which fills the one slot where it fits the latent produced by the encoder
+chosen so far, or else an objective. Options given by the user override a preset's. Everything
+is checked from latent specs before any module is built.
 """
 
 from __future__ import annotations
@@ -12,25 +13,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from vaereg.codes import UniformCodes
-from vaereg.config import from_dict, to_dict
+from vaereg.config import field_types, from_dict, to_dict
 from vaereg.errors import UsageError
 from vaereg.gaussian import StandardNormal
 from vaereg.kl import KLTable
 from vaereg.parts import SLOTS, Prior, Schedule
-from vaereg.registry import PartEntry, Registry, get_registry
+from vaereg.registry import Entry, Registry, get_registry
 from vaereg.specs import DataSpec, LatentSpec
+
+DEFAULT_OBJECTIVE = "elbo"
+GROUPS = (*SLOTS, "objective")  # what --set may address
 
 
 @dataclass(frozen=True)
 class Combo:
-    """A fully resolved combination: one part and one config per slot."""
+    """A fully resolved combination: one part and one config per slot, and the objective and
+    its config (``configs["objective"]``)."""
 
     text: str
     data: DataSpec
-    parts: dict[str, PartEntry]
+    parts: dict[str, Entry]
     configs: dict[str, Any]
     latent: LatentSpec
     kl: KLTable  # the registry's closed-form KL rules
+    objective: Entry
 
     @property
     def coupled(self) -> dict[str, str]:
@@ -39,7 +45,11 @@ class Combo:
 
     @property
     def canonical(self) -> str:
-        return "+".join(f"{slot}={self.parts[slot].name}" for slot in SLOTS if slot not in self.coupled)
+        """Every slot spelled out; the objective too unless it is the default."""
+        slots = [f"{slot}={self.parts[slot].name}" for slot in SLOTS if slot not in self.coupled]
+        if self.objective.name != DEFAULT_OBJECTIVE:
+            slots.append(f"objective={self.objective.name}")
+        return "+".join(slots)
 
     @property
     def schedule(self) -> Schedule:
@@ -68,21 +78,27 @@ class Combo:
 
     def options(self) -> dict[str, dict[str, Any]]:
         """Every part's options by slot, as JSON-ready dicts; ``resolve`` takes them back."""
-        return {slot: to_dict(cfg) for slot, cfg in self.configs.items() if slot not in self.coupled}
+        return {slot: to_dict(self.configs[slot]) for slot in SLOTS if slot not in self.coupled}
 
-    def objective_defaults(self) -> dict[str, Any]:
-        """The objective settings the parts ask for, later slots winning."""
-        merged: dict[str, Any] = {}
-        for slot in SLOTS:
-            merged.update(self.parts[slot].cls.objective)
-        return merged
+    def objective_options(self) -> dict[str, Any]:
+        return {"name": self.objective.name, **to_dict(self.configs["objective"])}
 
 
-def _config(entry: PartEntry, options: dict[str, dict[str, Any]]) -> Any:
+def _config(entry: Entry, options: dict[str, dict[str, Any]]) -> Any:
     return from_dict(entry.cls.Config, options.get(entry.slot, {}), what=f"{entry.slot} {entry.name!r}")
 
 
-def _fitting(registry: Registry, slot: str, data: DataSpec, latent: LatentSpec) -> str:
+def part_hints(parts: dict[str, Entry], objective: Entry) -> dict[str, Any]:
+    """The objective settings the parts ask for (NVAE: warm-up, KL balancing), later slots
+    winning, kept only where the objective declares the option."""
+    declared = field_types(objective.cls.Config)
+    merged: dict[str, Any] = {}
+    for slot in SLOTS:
+        merged.update(parts[slot].cls.objective)
+    return {name: value for name, value in merged.items() if name in declared}
+
+
+def _serving(registry: Registry, slot: str, data: DataSpec, latent: LatentSpec) -> str:
     names = [
         e.name
         for e in registry.parts[slot].values()
@@ -99,13 +115,29 @@ def resolve(
 ) -> Combo:
     """Resolve ``text`` against ``registry`` for ``data``; ``options`` maps slot -> config fields."""
     registry = registry or get_registry()
-    options = options or {}
-    unknown_groups = set(options) - set(SLOTS)
+    given = options or {}
+    unknown_groups = set(given) - set(GROUPS)
     if unknown_groups:
-        raise UsageError(f"options for unknown slot {sorted(unknown_groups)[0]!r}; slots: {', '.join(SLOTS)}")
-    chosen: dict[str, PartEntry] = {}
+        raise UsageError(f"options for unknown group {sorted(unknown_groups)[0]!r}; groups: {', '.join(GROUPS)}")
+    chosen: dict[str, Entry] = {}
+    objective = registry.get("objective", DEFAULT_OBJECTIVE) if DEFAULT_OBJECTIVE in registry.entries["objective"] \
+        else None
+    preset_options: dict[str, dict[str, Any]] = {}
+    options: dict[str, dict[str, Any]] = dict(given)
 
-    def place(entry: PartEntry, token: str) -> None:
+    def apply_preset(name: str) -> None:
+        nonlocal objective
+        preset = registry.presets[name]
+        for slot in sorted((s for s in preset.slots if s in SLOTS), key=lambda s: s != "encoder"):
+            place(registry.part(slot, preset.slots[slot]), name)
+        if "objective" in preset.slots:
+            objective = registry.get("objective", preset.slots["objective"])
+        for group, values in preset.options.items():
+            preset_options.setdefault(group, {}).update(values)
+        options.clear()
+        options.update({g: {**preset_options.get(g, {}), **given.get(g, {})} for g in {*preset_options, *given}})
+
+    def place(entry: Entry, token: str) -> None:
         encoder = chosen.get("encoder")
         if entry.slot != "encoder" and encoder is not None and entry.slot in encoder.cls.fills:
             swappable = ", ".join(s for s in SLOTS[1:] if s not in encoder.cls.fills)
@@ -133,17 +165,22 @@ def resolve(
             raise UsageError(f"combo {text!r} has an empty token; separate names with single '+'")
         if "=" in token:
             slot, _, name = (s.strip() for s in token.partition("="))
+            if slot == "objective":
+                objective = registry.get("objective", name)
+                continue
             if slot not in SLOTS:
-                raise UsageError(f"unknown slot {slot!r} in {token!r}; slots: {', '.join(SLOTS)}")
+                raise UsageError(f"unknown slot {slot!r} in {token!r}; slots: {', '.join(GROUPS)}")
             place(registry.part(slot, name), token)
         elif token in registry.presets:
-            preset = registry.presets[token].slots
-            for slot in sorted(preset, key=lambda s: s != "encoder"):
-                place(registry.part(slot, preset[slot]), token)
+            apply_preset(token)
         else:
             candidates = registry.slots_named(token)
+            if not candidates and token in registry.entries["objective"]:
+                objective = registry.get("objective", token)
+                continue
             if not candidates:
-                raise UsageError(f"unknown preset or part {token!r}; {registry.known_names()}")
+                raise UsageError(f"unknown preset, part or objective {token!r}; {registry.known_names()}; "
+                                 f"objectives: {', '.join(sorted(registry.entries['objective'])) or 'none'}")
             if [c.slot for c in candidates] == ["encoder"]:
                 place(candidates[0], token)
                 continue
@@ -193,6 +230,17 @@ def resolve(
             raise UsageError(
                 f"{slot} {entry.name!r} does not fit encoder {chosen['encoder'].name!r} on "
                 f"{data.describe()}: it {reason}; {slot}s that fit: "
-                f"{_fitting(registry, slot, data, latent)}"
+                f"{_serving(registry, slot, data, latent)}"
             )
-    return Combo(text, data, chosen, configs, latent, registry.kl)
+    if objective is None:
+        raise UsageError(f"no objective named in {text!r} and the default {DEFAULT_OBJECTIVE!r} is not registered; "
+                         f"add objective=NAME ({', '.join(sorted(registry.entries['objective'])) or 'none known'})")
+    what = f"objective {objective.name!r}"
+    configs["objective"] = from_dict(objective.cls.Config,
+                                     {**part_hints(chosen, objective), **options.get("objective", {})}, what=what)
+    combo = Combo(text, data, chosen, configs, latent, registry.kl, objective)
+    reason = objective.cls.mismatch(latent, configs["objective"], combo.closed_form_kl)
+    if reason:
+        raise UsageError(f"{what} cannot train {text!r}: it {reason}" if not reason.startswith("objective.")
+                         else f"{text!r}: {reason}")
+    return combo

@@ -10,7 +10,8 @@ A range is declared next to the field with ``Annotated``::
         downsample: Annotated[int, Range(0, 8)] | None = None
 
 Supported types: ``int``, ``float`` (finite), ``bool``, ``str``, ``Literal[...]`` and any of
-them ``| None``. Errors name the field, the value and what would be right.
+them ``| None``. Errors name the field, the value and what would be right. A config may list
+options that moved elsewhere in a class attribute ``moved`` (name -> where to find it now).
 """
 
 from __future__ import annotations
@@ -135,6 +136,9 @@ def from_dict(cls: type[T], values: dict[str, Any], *, what: str) -> T:
     unknown field is a usage error listing the known ones."""
     known = field_types(cls)
     unknown = sorted(set(values) - set(known))
+    moved = getattr(cls, "moved", {})  # option name -> where it went, for options that moved elsewhere
+    if unknown and unknown[0] in moved:
+        raise UsageError(f"{what} has no option {unknown[0]!r}: {moved[unknown[0]]}")
     if unknown:
         names = ", ".join(sorted(known)) or "none"
         raise UsageError(f"{what} has no option {unknown[0]!r}; its options: {names}")

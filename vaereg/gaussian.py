@@ -40,6 +40,9 @@ class DiagonalGaussian(Posterior):
     def log_prob(self, z: Tensor) -> Tensor:
         return normal_log_prob(z, self.mean, self.log_std).flatten(2).sum(2)
 
+    def cross_log_prob(self, z: Tensor) -> Tensor:
+        return normal_log_prob(z[:, None], self.mean[None], self.log_std[None])
+
     def mode(self) -> Tensor:
         return self.mean
 

@@ -8,14 +8,17 @@ loss, the negative ELBO and the importance-sampled NLL are reductions of its ``T
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-from vaereg.combo import Combo
 from vaereg.config import from_dict
 from vaereg.context import Context
 from vaereg.parts import Posterior, Prior
+
+if TYPE_CHECKING:
+    from vaereg.combo import Combo
 
 
 @dataclass
@@ -38,6 +41,8 @@ class Terms:
     aux: Tensor  # training-only loss of the encoder (commitment, spectral regularisation)
     deterministic: bool  # a point-mass posterior: the NLL is a bound and one draw suffices
     stats: dict[str, Tensor]  # the posterior's diagnostics (codebook perplexity)
+    posterior: Posterior  # q(z|x) of the batch: its parameters, and log q of any z under each image's posterior
+    batch: Batch  # what was encoded
 
     def log_weights(self) -> Tensor:
         return self.log_px + self.log_pz - self.log_qz
@@ -110,11 +115,12 @@ class VAE(nn.Module):
         log_pz = known if known is not None else prior.log_prob(z.flatten(0, 1), context).view(k, b)
         log_qz = torch.zeros_like(log_px) if posterior.deterministic else posterior.log_prob(z)
         return Terms(z, log_px, log_pz, log_qz, self.combo.kl(posterior, prior), posterior.aux_loss(),
-                     posterior.deterministic, posterior.stats())
+                     posterior.deterministic, posterior.stats(), posterior, batch)
 
-    def forward(self, batch: Batch, k: int = 1) -> Terms:
-        """Encode ``batch`` and return the terms of ``k`` draws per image."""
-        return self.terms(batch, self.encode(batch), k)
+    def forward(self, batch: Batch, k: int = 1, posterior: Posterior | None = None) -> Terms:
+        """Encode ``batch`` (unless its ``posterior`` is given: evaluation encodes once and
+        draws in chunks) and return the terms of ``k`` draws per image."""
+        return self.terms(batch, self.encode(batch) if posterior is None else posterior, k)
 
     def stage_parameters(self, prior: bool) -> list[nn.Parameter]:
         """What a stage optimises: a prior fitted after the autoencoder (``prior=True``), or

@@ -1,57 +1,89 @@
-"""Objectives: pure reductions of the model's ``Terms``. The training loss (ELBO with beta, KL
-warm-up and free bits, or the IWAE-k bound), the negative ELBO, and the importance-sampled NLL
-accumulated over chunks of draws in float64. A new objective never touches a part."""
+"""The objective contract, and the reductions of ``Terms`` every objective and the evaluation share.
+
+An objective turns what ``VAE.forward`` returns (``Terms``: the log-densities of k draws per
+image, the closed-form KL where the pair has one, the posterior and the batch) into a loss and
+detached stats. It never touches a part, and a part never touches it. The reported negative ELBO
+and NLL are the model's own (``negative_elbo``, ``importance_nll``), whatever objective trained
+it.
+
+A custom training loop needs only this module and the model::
+
+    objective = build_objective(model.combo)
+    terms = model(batch, objective.draws)
+    loss, stats = objective.loss(terms, progress)      # progress: fraction of training done
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from vaereg.config import Range
-from vaereg.errors import UsageError
 from vaereg.model import VAE, Batch, Terms
-from vaereg.parts import Posterior
-from vaereg.specs import LatentSpec
+from vaereg.parts import NoOptions, Posterior
+from vaereg.specs import LATENT_KINDS, DataSpec, LatentSpec
+
+#: ``loss(terms, progress) -> (loss, stats)``: a scalar to minimise and detached scalar stats.
+LossFn = Callable[[Terms, float], tuple[Tensor, dict[str, Tensor]]]
 
 
 @dataclass
-class ObjectiveConfig:
-    """``warmup``: fraction of training over which the KL weight rises linearly from 0 to
-    ``beta``. ``free_bits``: nats per latent dimension below which KL is not penalised
-    (Kingma et al. 2016, batch-averaged per dimension). ``kl_balance``: while warming up,
-    weight each level of a hierarchy by its share of the KL (NVAE, Vahdat & Kautz 2020, sec. 3.2),
-    so no level collapses early. ``iw_k > 1`` trains the IWAE bound (Burda et al. 2016)
-    instead of the ELBO. Free bits and KL balancing need a closed-form KL per dimension."""
+class Step:
+    """One optimiser of an objective: the parameters it owns and the loss it minimises. Every
+    step's gradients are taken from the same forward pass before any step updates its
+    parameters. ``lr`` None: the run's learning rate; ``betas``: Adam's."""
 
-    beta: Annotated[float, Range(0, 1e6)] = 1.0
-    warmup: Annotated[float, Range(0, 1)] = 0.0
-    free_bits: Annotated[float, Range(0, 1e3)] = 0.0
-    kl_balance: bool = False
-    iw_k: Annotated[int, Range(1, 4096)] = 1
+    name: str
+    parameters: list[nn.Parameter]
+    loss: LossFn
+    lr: float | None = None
+    betas: tuple[float, float] = (0.9, 0.999)
 
-    def __post_init__(self) -> None:
-        if self.free_bits > 0 and self.kl_balance:
-            raise ValueError("free_bits and kl_balance both reshape the KL; set one of them, not both")
 
-    def kl_weight(self, progress: float) -> float:
-        if self.warmup <= 0:
-            return self.beta
-        return self.beta * min(1.0, progress / self.warmup)
+class Objective(nn.Module):
+    """How a model is trained. Built from ``(data, latent, config, closed_form_kl)``, where
+    ``closed_form_kl`` says whether the autoencoder trains with a closed-form KL per latent
+    dimension (``Terms.kl`` is not None).
 
-    def check(self, closed_form_kl: bool, what: str) -> None:
-        """Refuse options that cannot apply to a model whose KL is (not) in closed form."""
-        if closed_form_kl:
-            return
-        for name, on in (("free_bits", self.free_bits > 0), ("kl_balance", self.kl_balance)):
-            if on:
-                raise UsageError(
-                    f"objective.{name} needs a closed-form KL per latent dimension, and {what} has none "
-                    f"(its KL is Monte Carlo); drop objective.{name} or pick a prior with a registered KL pair"
-                )
+    Override ``loss``. An objective that owns modules (a discriminator) holds them as
+    submodules and returns one ``Step`` per optimiser from ``steps``; the first step's stats
+    must hold ``loss``. Add ``terms.aux`` (the encoder's training-only loss: VQ commitment,
+    NVAE's spectral regulariser) to the model's loss."""
+
+    Config: ClassVar[type] = NoOptions
+    #: Latent kinds this objective can train.
+    latent_kinds: ClassVar[frozenset[str]] = LATENT_KINDS
+
+    def __init__(self, data: DataSpec, latent: LatentSpec, config: object, closed_form_kl: bool):
+        super().__init__()
+        self.data, self.latent, self.config, self.closed_form_kl = data, latent, config, closed_form_kl
+
+    #: Draws per image the forward pass takes for this objective (IWAE: k).
+    @property
+    def draws(self) -> int:
+        return 1
+
+    @classmethod
+    def mismatch(cls, latent: LatentSpec, config: object, closed_form_kl: bool) -> str | None:
+        """Why this objective cannot train a model with ``latent`` (and a closed-form KL or
+        not), or None when it can."""
+        if latent.kind not in cls.latent_kinds:
+            return f"needs a {'/'.join(sorted(cls.latent_kinds))} latent, got a {latent.describe()}"
+        return None
+
+    def loss(self, terms: Terms, progress: float) -> tuple[Tensor, dict[str, Tensor]]:
+        """The model's loss (a scalar) and detached per-batch stats (means over images), given
+        the terms of ``draws`` draws per image and the fraction of training done."""
+        raise NotImplementedError
+
+    def steps(self, model: VAE, trained: list[nn.Parameter]) -> list[Step]:
+        """The optimisers: by default one over ``trained`` (the stage's parameters of
+        ``model``) minimising ``loss``."""
+        return [Step("model", trained, self.loss)]
 
 
 def kl_per_image(terms: Terms) -> Tensor:
@@ -67,38 +99,10 @@ def kl_per_level(latent: LatentSpec, kl: Tensor) -> Tensor:
     return torch.stack([level.flatten(1).sum(1) for level in latent.split(kl)], 1)
 
 
-def balanced(levels: Tensor) -> Tensor:
-    """Per-image KL ``[B]`` with level l weighted by gamma_l = L * kl_l / sum_j kl_j, kl_l its
-    batch mean (detached): levels that carry little information are penalised less."""
-    share = levels.mean(0).detach() + 1e-6
-    return (levels * (share / share.mean())).sum(1)
-
-
-def training_loss(
-    terms: Terms, config: ObjectiveConfig, progress: float, latent: LatentSpec
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """Loss to minimise, and detached per-batch stats (means over images), from the terms of
-    ``config.iw_k`` draws per image."""
-    if config.iw_k > 1:
-        bound = torch.logsumexp(terms.log_weights(), 0) - math.log(terms.log_px.shape[0])
-        loss = -bound.mean() + terms.aux
-        return loss, {"loss": loss.detach(), "iwae_bound": -bound.mean().detach()}
-    if (config.free_bits > 0 or config.kl_balance) and terms.kl is None:
-        raise UsageError("objective.free_bits and objective.kl_balance need a closed-form KL; this model has none")
-    log_px = terms.log_px[0]
-    kl = kl_per_image(terms)
-    penalty = kl
-    if config.free_bits > 0:
-        penalty = terms.kl.flatten(1).mean(0).clamp(min=config.free_bits).sum().expand_as(kl)
-    elif config.kl_balance and progress < config.warmup and latent.levels:
-        penalty = balanced(kl_per_level(latent, terms.kl))
-    loss = (-log_px + config.kl_weight(progress) * penalty).mean() + terms.aux
-    stats = {"loss": loss.detach(), "nelbo": (kl - log_px).mean().detach(), "kl": kl.mean().detach()}
-    if terms.kl is not None and latent.levels:
-        per_level = kl_per_level(latent, terms.kl).mean(0).detach()
-        stats.update({f"kl_z{i + 1}": value for i, value in enumerate(per_level)})
-    stats.update({k: v.detach() for k, v in terms.stats.items()})
-    return loss, stats
+def iw_bound(log_weights: Tensor) -> Tensor:
+    """The importance-weighted bound per image ``[B]``: logsumexp_k log w_k - log K over the
+    draws of ``log_weights`` ``[K, B]`` (Burda et al. 2016, eq. 8; K = 1 is the ELBO)."""
+    return torch.logsumexp(log_weights, 0) - math.log(log_weights.shape[0])
 
 
 def negative_elbo(terms: Terms) -> Tensor:
@@ -108,21 +112,27 @@ def negative_elbo(terms: Terms) -> Tensor:
 
 def log_mean_weight(terms: Terms) -> Tensor:
     """logsumexp_i log w_i - log k per image ``[B]``, in float64."""
-    return torch.logsumexp(terms.log_weights().double(), 0) - math.log(terms.log_px.shape[0])
+    return iw_bound(terms.log_weights().double())
 
 
 @torch.no_grad()
 def importance_nll(model: VAE, batch: Batch, k: int, chunk: int, posterior: Posterior | None = None) -> Tensor:
     """-log p(x | context) per image ``[B]`` by importance sampling with q(z|x) as proposal
     (``posterior`` when the caller has encoded the batch already): log p(x) ~= logsumexp_i(log w_i)
-    - log k over ``k`` draws taken ``chunk`` at a time, accumulated in float64. A deterministic
-    posterior needs one draw (the bound)."""
+    - log k over ``k`` draws taken ``chunk`` at a time through ``model.forward``, accumulated in
+    float64. A deterministic posterior needs one draw (the bound)."""
     posterior = posterior if posterior is not None else model.encode(batch)
     if posterior.deterministic:
         k = 1
     running = None
     for start in range(0, k, chunk):
         n = min(chunk, k - start)
-        part = log_mean_weight(model.terms(batch, posterior, n)) + math.log(n)
+        part = log_mean_weight(model(batch, n, posterior=posterior)) + math.log(n)
         running = part if running is None else torch.logaddexp(running, part)
     return -(running - math.log(k))
+
+
+def build_objective(combo) -> Objective:
+    """The objective ``combo`` names, built with its resolved config."""
+    entry = combo.objective
+    return entry.cls(combo.data, combo.latent, combo.configs["objective"], combo.closed_form_kl)

@@ -98,6 +98,12 @@ class Posterior:
         """log q(z | x) summed over latent dimensions: ``[k, B]``."""
         raise NotImplementedError
 
+    def cross_log_prob(self, z: Tensor) -> Tensor:
+        """log q(z_i | x_j) per latent dimension, for every latent ``z_i`` ``[N, *shape]`` under
+        every image's posterior: ``[N, B, *shape]`` (a factorised posterior; objectives that
+        estimate the aggregate posterior, such as total correlation, need it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not give log q(z | x) per dimension for any z")
+
     def mode(self) -> Tensor:
         """The most likely latent per image ``[B, *shape]`` (the mean of a Gaussian), for
         priors fitted to posterior means."""

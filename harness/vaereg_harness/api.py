@@ -27,16 +27,15 @@ import torch
 
 from vaereg import Range, __version__, collective
 from vaereg.combo import Combo, resolve
-from vaereg.config import check, from_dict, to_dict
+from vaereg.config import check, to_dict
 from vaereg.model import VAE
-from vaereg.objectives import ObjectiveConfig
-from vaereg.registry import get_registry
+from vaereg.objectives import build_objective
 from vaereg_harness import distributed, memory, threads
 from vaereg_harness.data import Dataset, load_dataset, safe_name
 from vaereg_harness.evaluate import evaluate
 from vaereg_harness.fid import FIDProtocol
 from vaereg_harness.images import save_grid
-from vaereg_harness.logs import MetricsLog
+from vaereg_harness.logs import MetricsLog, logger_class
 from vaereg_harness.results import Row
 from vaereg_harness.train import StageReport, TrainConfig, Trainer, pick_device, seed_everything
 
@@ -55,17 +54,23 @@ class RunConfig:
     def __post_init__(self) -> None:
         check(self, what="option")
 
-    def objective_for(self, combo: Combo) -> ObjectiveConfig:
-        """The parts' objective defaults (NVAE's warm-up), overridden by the user's options,
-        checked against what the combo's KL allows."""
-        objective = from_dict(ObjectiveConfig, {**combo.objective_defaults(), **self.objective}, what="objective")
-        objective.check(combo.closed_form_kl, f"{combo.text!r}")
-        return objective
-
     def describe(self, combo: Combo) -> dict[str, Any]:
         """What ``combo`` runs with, as the row and the trackers record it: the parts' options,
         this config, and the objective it actually trains with."""
-        return {"parts": combo.options(), **to_dict(self), "objective": to_dict(self.objective_for(combo))}
+        return {"parts": combo.options(), **to_dict(self), "objective": recorded_objective(combo)}
+
+
+def recorded_objective(combo: Combo) -> dict[str, Any]:
+    """The objective as rows and run keys record it. The built-in ``elbo`` and ``iwae`` keep the
+    fields plugin API 2's one objective had (``iw_k`` 1 for the ELBO), so run folders and rows
+    written before objectives were plugins are still found; any other objective is its name
+    and its options."""
+    options = to_dict(combo.configs["objective"])
+    if combo.objective.name == "elbo":
+        return {**options, "iw_k": 1}
+    if combo.objective.name == "iwae":
+        return {"beta": 1.0, "warmup": 0.0, "free_bits": 0.0, "kl_balance": False, **options}
+    return combo.objective_options()
 
 
 def load_data(name: str = "digits", root: str | Path = "data", *, download: bool = False,
@@ -85,7 +90,7 @@ def run_key(data: Dataset, combo: Combo, config: RunConfig) -> str:
     for how in ("threads", "checkpoint_every"):  # how it runs, not what it computes
         del train[how]
     shaped = {"dataset": data.spec.name, "classes": data.spec.classes, "combo": combo.text,
-              "parts": combo.options(), "train": train, "objective": to_dict(config.objective_for(combo))}
+              "parts": combo.options(), "train": train, "objective": recorded_objective(combo)}
     return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -102,8 +107,7 @@ def create_model(text: str, data: Dataset, options: dict[str, dict[str, Any]] | 
     """Resolve and check ``text`` with the part ``options`` (slot -> field -> value) and the
     objective (before anything is built), then build it, seeded, on the configured device."""
     config = config or RunConfig()
-    combo = resolve(text, data.spec, options or {})
-    config.objective_for(combo)
+    combo = resolve(text, data.spec, {**(options or {}), "objective": config.objective})
     device = pick_device(config.train.device)
     threads.configure(config.train.threads)
     seed_everything(config.train)
@@ -118,12 +122,11 @@ def train_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, resu
     folder = run_dir(out, data, model.combo, config)
     described = {"combo": model.combo.text, "world_size": distributed.current().size,
                  **config.describe(model.combo)}
-    registry = get_registry()
     loggers = []
     if distributed.current().writer:
         loggers = [MetricsLog(folder, described, resume=resume)]
-        loggers += [registry.logger(name)(folder, described) for name in log]
-    trainer = Trainer(model, data, config.train, config.objective_for(model.combo), folder / "checkpoint.pt",
+        loggers += [logger_class(name)(folder, described) for name in log]
+    trainer = Trainer(model, data, config.train, build_objective(model.combo), folder / "checkpoint.pt",
                       progress, loggers)
     return trainer.run(resume=resume), folder / "checkpoint.pt"
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from functools import wraps
 from pathlib import Path
 
@@ -13,20 +14,33 @@ import click
 import torch
 
 from vaereg import PLUGIN_API, UsageError, VaeregError
-from vaereg.combo import resolve
+from vaereg.combo import GROUPS, resolve
 from vaereg.config import field_types, from_dict, to_dict
 from vaereg.parts import SLOTS
-from vaereg.registry import get_registry
+from vaereg.registry import PluginLoadWarning, get_registry
 from vaereg_harness import checkpoint, distributed, experiment, threads
 from vaereg_harness.api import RunConfig, create_model, evaluate_combo, load_data, run_dir, run_key, train_model
 from vaereg_harness.data import DATASET_NAMES
 from vaereg_harness.fid import EXTRACTORS, default_cache_dir, protocol_for
 from vaereg_harness.files import check_folder, check_path_name, make_folder
 from vaereg_harness.images import save_grid
+from vaereg_harness.logs import logger_class, loggers
 from vaereg_harness.results import append_or_keep, read_results, recorded, recover_rows
 from vaereg_harness.train import TrainConfig, pick_device
 
 RUN_COMMANDS = ("eval", "train")
+
+
+def show_plugin_note(message, category, filename, lineno, file=None, line=None):
+    """A skipped or deprecated plugin is one line on stderr, not a warning with its source."""
+    if issubclass(category, PluginLoadWarning):
+        click.echo(f"note: {message}", err=True)
+    else:
+        default_showwarning(message, category, filename, lineno, file, line)
+
+
+default_showwarning = warnings.showwarning
+warnings.showwarning = show_plugin_note
 
 
 class Group(click.Group):
@@ -173,15 +187,15 @@ def print_experiment(combos, data, grouped, configs: list[RunConfig], out: Path)
     options = part_options(grouped)
     click.echo(f"\n# {len(configs) * len(combos)} run(s):")
     for text in combos:
-        combo = resolve(text, data.spec, options)
+        combo = resolve(text, data.spec, {**options, "objective": configs[0].objective})
         for config in configs:
             click.echo(f"#   {text} seed {config.train.seed}: {run_dir(out, data, combo, config)}")
 
 
 def part_options(grouped: dict) -> dict:
-    unknown = set(grouped) - set(SLOTS) - {"objective"}
+    unknown = set(grouped) - set(GROUPS)
     if unknown:
-        raise UsageError(f"--set group {sorted(unknown)[0]!r} is unknown; groups: {', '.join(SLOTS)}, objective")
+        raise UsageError(f"--set group {sorted(unknown)[0]!r} is unknown; groups: {', '.join(GROUPS)}")
     return {slot: values for slot, values in grouped.items() if slot in SLOTS}
 
 
@@ -189,10 +203,10 @@ def checked(combos, data, grouped, config: RunConfig, log: tuple[str, ...], **fo
     """Every combo resolved and its options, objective, loggers and output ``folders`` (option
     name -> path) checked before any work starts; returns the part options."""
     for name in log:
-        get_registry().logger(name)
+        logger_class(name)
     options = part_options(grouped)
     for text in combos:
-        config.objective_for(resolve(text, data.spec, options))
+        resolve(text, data.spec, {**options, "objective": config.objective})
     for option, path in folders.items():
         check_folder(path, f"--{option}")
     for option, path in folders.items():  # last, once everything is checked
@@ -252,7 +266,7 @@ def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, 
         click.echo(f"note: {protocol}", err=True)
     rows = []
     for text in combos:
-        combo = resolve(text, data.spec, options)
+        combo = resolve(text, data.spec, {**options, "objective": configs[0].objective})
         for config in configs:
             done = writer and recorded(results, run_key(data, combo, config), json.dumps(config.describe(combo)))
             if distributed.agree(done):  # rank 0 reads the store; every rank skips alike
@@ -335,6 +349,7 @@ def describe_latent(entry) -> str:
 def plugins_command(as_json):
     """List plugins, their versions, and the parts and presets each provides."""
     registry = get_registry()
+    tracker_table = loggers()
     listing = []
     for info in registry.plugins:
         parts = [
@@ -346,9 +361,9 @@ def plugins_command(as_json):
         ]
         presets = [{"name": p.name, "slots": p.slots, "description": p.description}
                    for p in registry.presets.values() if p.plugin == info.name]
-        loggers = sorted(name for name, (_, plugin) in registry.loggers.items() if plugin == info.name)
+        trackers = sorted(name for name, (_, plugin) in tracker_table.items() if plugin == info.name)
         listing.append({"name": info.name, "version": info.version, "error": info.error,
-                        "disabled": info.disabled, "parts": parts, "presets": presets, "loggers": loggers})
+                        "disabled": info.disabled, "parts": parts, "presets": presets, "loggers": trackers})
     if as_json:
         click.echo(json.dumps({"plugin_api": PLUGIN_API, "plugins": listing}, indent=2))
         return

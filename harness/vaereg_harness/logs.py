@@ -13,20 +13,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pluggy
 from torch import Tensor
 
-from vaereg import hookimpl
+from vaereg import UsageError, hookimpl
+from vaereg.registry import get_registry
+from vaereg_harness import hookspecs
+
+VAEREG_PLUGIN_API = 3
 
 Record = dict[str, Any]  # stage, epoch, step, images_per_s, lr, and every loss term's mean
 
 
 class Logger:
-    """A tracker: built with the run folder and the resolved run config (JSON-ready), fed one
-    record at a time, closed when training ends. ``samples()`` draws a small batch of images
+    """A tracker: built with the run folder and the resolved run description (JSON-ready), fed
+    one record at a time, closed when training ends. ``samples()`` draws a small batch of images
     (``[N, C, H, W]`` in [0, 1]) for trackers that show pictures; it costs nothing unless called."""
 
     def __init__(self, folder: Path, config: dict[str, Any]):
-        self.folder, self.config = folder, config
+        pass
 
     def log(self, record: Record, samples: Callable[[], Tensor]) -> None:
         raise NotImplementedError
@@ -40,7 +45,6 @@ class MetricsLog(Logger):
     file; a resumed one appends to it."""
 
     def __init__(self, folder: Path, config: dict[str, Any], *, resume: bool = False):
-        super().__init__(folder, config)
         self.path = folder / "metrics.jsonl"
         folder.mkdir(parents=True, exist_ok=True)
         self.file = self.path.open("a" if resume else "w", encoding="utf-8")
@@ -58,7 +62,6 @@ class TensorBoardLogger(Logger):
     ``torch.utils.tensorboard``, in ``<run folder>/tensorboard``."""
 
     def __init__(self, folder: Path, config: dict[str, Any]):
-        super().__init__(folder, config)
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(folder / "tensorboard"))
@@ -81,3 +84,32 @@ class TensorBoardLogger(Logger):
 @hookimpl
 def register_loggers(register):
     register("tensorboard", TensorBoardLogger)
+
+
+def loggers() -> dict[str, tuple[type, str]]:
+    """Every tracker the loaded plugins register through ``register_loggers``: name -> (class,
+    plugin). Two plugins registering one name is an error naming both."""
+    manager = pluggy.PluginManager("vaereg")
+    manager.add_hookspecs(hookspecs)
+    found: dict[str, tuple[type, str]] = {}
+    for info in get_registry().loaded:
+        impl = getattr(info.module, "register_loggers", None)
+        if impl is None:
+            continue
+
+        def register(name: str, cls: type, plugin: str = info.name) -> None:
+            if name in found:
+                raise UsageError(f"logger {name!r} is registered by two plugins: {found[name][1]!r} and {plugin!r}; "
+                                 f"rename it in plugin {plugin!r}")
+            found[name] = (cls, plugin)
+
+        impl(register=register)
+    return found
+
+
+def logger_class(name: str) -> type[Logger]:
+    """The tracker ``--log NAME`` turns on, or a usage error listing the known ones."""
+    known = loggers()
+    if name not in known:
+        raise UsageError(f"unknown logger {name!r} for --log; known loggers: {', '.join(sorted(known)) or 'none'}")
+    return known[name][0]

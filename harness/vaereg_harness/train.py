@@ -25,7 +25,7 @@ from tqdm import tqdm
 from vaereg import Range, UsageError, VaeregError, collective
 from vaereg.config import check
 from vaereg.model import VAE
-from vaereg.objectives import ObjectiveConfig, training_loss
+from vaereg.objectives import Objective, Step
 from vaereg_harness import checkpoint, distributed, threads
 from vaereg_harness.data import Dataset
 from vaereg_harness.logs import Logger
@@ -90,7 +90,7 @@ class Stage:
     def __init__(self, trainer: Trainer):
         self.trainer, self.model = trainer, trainer.model
 
-    def run(self, index: int, start_epoch: int, opt_state: dict | None) -> None:
+    def run(self, index: int, start_epoch: int, opt_states: list[dict]) -> None:
         """Run (or, resumed at ``start_epoch``, finish) this stage, the ``index``-th."""
         raise NotImplementedError
 
@@ -99,8 +99,8 @@ class GradientStage(Stage):
     """A stage of epochs of optimiser steps: what it iterates over, what it optimises and one
     step of it; the trainer runs the epochs."""
 
-    def run(self, index, start_epoch, opt_state):
-        self.trainer.train_epochs(index, self, start_epoch, opt_state)
+    def run(self, index, start_epoch, opt_states):
+        self.trainer.train_epochs(index, self, start_epoch, opt_states)
 
     def epochs(self, config: TrainConfig) -> int:
         return config.epochs
@@ -119,10 +119,13 @@ class GradientStage(Stage):
     def train_mode(self) -> None:
         raise NotImplementedError
 
-    def step(self, net: torch.nn.Module, rows: Tensor, labels: Tensor | None,
-             progress: float) -> tuple[Tensor, dict[str, Tensor]]:
-        """The mean loss over ``rows`` (and per-image statistics), computed by ``net``: the
-        stage's ``module``, wrapped by DDP or ``torch.compile``."""
+    def steps(self, trained: list[torch.nn.Parameter]) -> list[Step]:
+        """The optimisers of the stage: one over ``trained`` unless the objective owns more."""
+        return [Step(self.name, trained, lambda out, progress: out)]
+
+    def forward(self, net: torch.nn.Module, rows: Tensor, labels: Tensor | None) -> Any:
+        """What the steps' losses are computed from, by ``net``: the stage's ``module``, wrapped
+        by DDP or ``torch.compile``."""
         raise NotImplementedError
 
     def finish(self) -> None:
@@ -146,11 +149,12 @@ class AutoencoderStage(GradientStage):
     def train_mode(self):
         self.model.train()
 
-    def step(self, net, rows, labels, progress):
+    def steps(self, trained):
+        return self.trainer.objective.steps(self.model, trained)
+
+    def forward(self, net, rows, labels):
         t = self.trainer
-        batch = t.data.batch(rows, labels, train=True)
-        terms = net(batch, t.objective.iw_k)
-        return training_loss(terms, t.objective, progress, self.model.combo.latent)
+        return net(t.data.batch(rows, labels, train=True), t.objective.draws)
 
 
 class PriorGradientStage(GradientStage):
@@ -174,9 +178,15 @@ class PriorGradientStage(GradientStage):
         self.model.eval()
         self.model.prior.train()
 
-    def step(self, net, rows, labels, progress):
-        loss = -net(rows, self.trainer.data.context(labels)).mean()
-        return loss, {"loss": loss.detach()}
+    def steps(self, trained):
+        def loss(log_prob: Tensor, progress: float) -> tuple[Tensor, dict[str, Tensor]]:
+            value = -log_prob.mean()
+            return value, {"loss": value.detach()}
+
+        return [Step(self.name, trained, loss)]
+
+    def forward(self, net, rows, labels):
+        return net(rows, self.trainer.data.context(labels))
 
     def finish(self):
         self.model.prior_trained = True
@@ -198,7 +208,7 @@ class PriorFitStage(Stage):
 
     name = "prior"
 
-    def run(self, index, start_epoch, opt_state):
+    def run(self, index, start_epoch, opt_states):
         if start_epoch > 0:  # fitted before the run was interrupted
             return
         t = self.trainer
@@ -208,14 +218,14 @@ class PriorFitStage(Stage):
         prior = self.model.prior
         prior.train()
         with torch.no_grad():
-            t.fit_history = prior.fit(latents[share], t.data.context(None if labels is None else labels[share]))
+            history = prior.fit(latents[share], t.data.context(None if labels is None else labels[share]))
             for tensor in [*prior.parameters(), *prior.buffers()]:  # every rank ends with rank 0's fit
                 collective.broadcast(tensor.data)
         self.model.prior_trained = True
         t.reports[self.name].seconds += time.perf_counter() - began
-        for i, record in enumerate(t.fit_history):
+        for i, record in enumerate(history):
             t.log({"stage": self.name, "iteration": i + 1, "step": i + 1, **record})
-        t.save(index, 1, None)
+        t.save(index, 1, [])
 
 
 STAGES = {"gradient": PriorGradientStage, "fit": PriorFitStage}
@@ -225,11 +235,12 @@ class Trainer:
     """Runs every declared stage of ``model`` on ``data``, resuming from ``checkpoint_path`` if
     asked. ``forward`` is what computes the terms: the model, or its ``torch.compile`` wrapper."""
 
-    def __init__(self, model: VAE, data: Dataset, config: TrainConfig, objective: ObjectiveConfig,
+    def __init__(self, model: VAE, data: Dataset, config: TrainConfig, objective: Objective,
                  checkpoint_path: Path, progress: bool = True, loggers: list[Logger] | None = None):
         self.model, self.data, self.config, self.objective = model, data, config, objective
         self.path, self.progress, self.loggers = checkpoint_path, progress, loggers or []
         self.device = next(model.parameters()).device
+        objective.to(self.device)
         if self.device.type == "cuda":
             model.to(memory_format=torch.channels_last)
         self.world = distributed.current()
@@ -242,20 +253,19 @@ class Trainer:
         if model.combo.schedule != "joint":
             self.stages.append(STAGES[model.combo.schedule](self))
         self.reports = {stage.name: StageReport(stage.name) for stage in self.stages}
-        self.fit_history: list[dict[str, float]] = []
         self.saved_at = time.perf_counter()
 
     def run(self, resume: bool = False) -> list[StageReport]:
-        start, epoch, opt_state = 0, 0, None
+        start, epoch, opt_states = 0, 0, []
         if resume and self.path.is_file():
-            start, epoch, opt_state = self._restore(checkpoint.load(self.path))
+            start, epoch, opt_states = self._restore(checkpoint.load(self.path))
         elif resume:
             print(f"note: --resume: no checkpoint for these settings in {self.path.parent}; training from the start",
                   file=sys.stderr)
         try:
             for index, stage in enumerate(self.stages[start:], start):
                 resumed = index == start
-                stage.run(index, epoch if resumed else 0, opt_state if resumed else None)
+                stage.run(index, epoch if resumed else 0, opt_states if resumed else [])
         finally:
             for logger in self.loggers:
                 logger.close()
@@ -282,19 +292,24 @@ class Trainer:
             )
         checkpoint.load_weights(self.model, payload["model"], self.path)
         try:
+            if payload.get("objective"):
+                self.objective.load_state_dict(payload["objective"])
             self.shuffle.set_state(payload["rng_shuffle"])
             for name, report in payload["reports"].items():
                 self.reports[name] = StageReport(name, float(report["seconds"]), int(report["images"]))
-            return int(payload["stage"]), int(payload["epoch"]), payload["optimizer"]
+            optimizers = payload["optimizers"] if "optimizers" in payload else [payload["optimizer"]]  # format 2
+            optimizers = [state for state in optimizers if state is not None]
+            return int(payload["stage"]), int(payload["epoch"]), optimizers
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
             raise UsageError(f"--resume: {self.path} lacks the training state to continue from ({type(exc).__name__}: "
                              f"{str(exc)[:100]}); drop --resume to train from the start") from None
 
-    def save(self, stage: int, epoch: int, optimizer: torch.optim.Optimizer | None) -> None:
+    def save(self, stage: int, epoch: int, optimizers: list[torch.optim.Optimizer]) -> None:
         state = {
             "stage": stage,
             "epoch": epoch,
-            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "optimizers": [o.state_dict() for o in optimizers],
+            "objective": self.objective.state_dict(),
             "rng_shuffle": self.shuffle.get_state(),
             "reports": {name: {"seconds": r.seconds, "images": r.images} for name, r in self.reports.items()},
         }
@@ -302,30 +317,35 @@ class Trainer:
             checkpoint.save(self.path, self.model, state=state)
         self.saved_at = time.perf_counter()
 
-    def train_epochs(self, index: int, stage: GradientStage, start_epoch: int, opt_state: dict | None) -> None:
+    def train_epochs(self, index: int, stage: GradientStage, start_epoch: int, opt_states: list[dict]) -> None:
         cfg = self.config
         epochs = stage.epochs(cfg)
         report = self.reports[stage.name]
-        trained = stage.parameters()
-        for p in self.model.parameters():  # a stage trains its own parameters; DDP syncs only those
+        steps = stage.steps(stage.parameters())
+        trained = [p for step in steps for p in step.parameters]
+        for p in [*self.model.parameters(), *self.objective.parameters()]:  # a stage trains its own parameters
             p.requires_grad_(False)
         for p in trained:
             p.requires_grad_(True)
-        net = distributed.wrap(stage.module())
+        # one optimiser: DDP syncs its gradients; several (an adversarial objective): their
+        # gradients are averaged over the ranks explicitly, one backward pass per step
+        net = distributed.wrap(stage.module()) if len(steps) == 1 else stage.module()
         net = torch.compile(net) if cfg.compile else net
         # fused: one kernel per step for every parameter (CPU and CUDA); 1.5x the training
         # throughput of the per-tensor loop on the MLP VAE (benchmarks/RESULTS.md)
-        optimizer = torch.optim.Adam(trained, lr=cfg.lr, fused=self.device.type in ("cpu", "cuda"))
-        if opt_state is not None:
-            optimizer.load_state_dict(opt_state)
+        fused = self.device.type in ("cpu", "cuda")
+        optimizers = [torch.optim.Adam(step.parameters, lr=step.lr or cfg.lr, betas=step.betas, fused=fused)
+                      for step in steps]
+        for optimizer, state in zip(optimizers, opt_states, strict=False):
+            optimizer.load_state_dict(state)
         if start_epoch >= epochs:
             return
         began = time.perf_counter()
         rows, labels = stage.inputs()
         report.seconds += time.perf_counter() - began
         n, bs = rows.shape[0], cfg.batch_size
-        steps = math.ceil(n / bs)
-        bar = tqdm(total=(epochs - start_epoch) * steps, desc=f"{self.model.combo.text} {stage.name}",
+        batches = math.ceil(n / bs)
+        bar = tqdm(total=(epochs - start_epoch) * batches, desc=f"{self.model.combo.text} {stage.name}",
                    disable=not (self.progress and self.world.writer), file=sys.stderr, leave=False, unit="step")
         amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         for epoch in range(start_epoch, epochs):
@@ -334,14 +354,12 @@ class Trainer:
             torch.manual_seed(distributed.stream_seed(cfg.seed, "train", index, epoch, self.world.rank))
             order = torch.randperm(n, generator=self.shuffle).to(self.device)  # the same on every rank
             totals: dict[str, Tensor] = {}
-            for i in range(steps):
+            for i in range(batches):
                 idx, weight = self.my_part(order[i * bs:(i + 1) * bs])
+                progress = (epoch * batches + i) / (epochs * batches)
                 with amp:
-                    loss, stats = stage.step(net, rows[idx], None if labels is None else labels[idx],
-                                             (epoch * steps + i) / (epochs * steps))
-                optimizer.zero_grad(set_to_none=True)
-                (loss * weight).backward()  # weight 1 in one process
-                optimizer.step()
+                    out = stage.forward(net, rows[idx], None if labels is None else labels[idx])
+                stats = self.optimise(steps, optimizers, out, progress, weight)
                 threads.tick()
                 for key, value in stats.items():  # accumulated on the device: no sync per step
                     totals[key] = totals.get(key, 0) + value.float() * idx.shape[0] * (weight > 0)
@@ -362,13 +380,33 @@ class Trainer:
             report.seconds += seconds
             report.images += n
             bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
-            self.log({"stage": stage.name, "epoch": epoch + 1, "step": (epoch + 1) * steps,
-                      "images_per_s": n / seconds, "lr": optimizer.param_groups[0]["lr"], **means})
+            self.log({"stage": stage.name, "epoch": epoch + 1, "step": (epoch + 1) * batches,
+                      "images_per_s": n / seconds, "lr": optimizers[0].param_groups[0]["lr"], **means})
             if epoch + 1 == epochs:
                 stage.finish()
             if epoch + 1 == epochs or time.perf_counter() - self.saved_at >= cfg.checkpoint_every:
-                self.save(index, epoch + 1, optimizer)
+                self.save(index, epoch + 1, optimizers)
         bar.close()
+
+    def optimise(self, steps: list[Step], optimizers: list[torch.optim.Optimizer], out: Any, progress: float,
+                 weight: float) -> dict[str, Tensor]:
+        """One update of every step from the forward output ``out``: each step's gradient is
+        taken before any optimiser moves, so every loss sees the same parameters. Returns the
+        stats, the first step's as they are and the others' prefixed by the step's name."""
+        stats: dict[str, Tensor] = {}
+        last = len(steps) - 1
+        for s, (step, optimizer) in enumerate(zip(steps, optimizers, strict=True)):
+            loss, step_stats = step.loss(out, progress)
+            optimizer.zero_grad(set_to_none=True)
+            if last == 0:
+                (loss * weight).backward()  # weight 1 in one process
+            else:
+                (loss * weight).backward(inputs=step.parameters, retain_graph=s < last)
+                collective.average_gradients(step.parameters)
+            stats.update(step_stats if s == 0 else {f"{step.name}_{k}": v for k, v in step_stats.items()})
+        for optimizer in optimizers:
+            optimizer.step()
+        return stats
 
     def my_part(self, batch: Tensor) -> tuple[Tensor, float]:
         """This rank's share of a global batch of indices, and the weight that makes the

@@ -5,7 +5,7 @@ from vaereg import hookimpl
 from vaereg_flows.iaf import IAFEncoder
 from vaereg_flows.maf import FlowPrior
 
-VAEREG_PLUGIN_API = 2
+VAEREG_PLUGIN_API = 3
 
 
 @hookimpl

@@ -7,7 +7,7 @@ from vaereg_gaussian.decoders import ConvDecoder, MLPDecoder
 from vaereg_gaussian.encoders import ConvGaussianEncoder, MLPGaussianEncoder
 from vaereg_gaussian.likelihoods import Bernoulli, DequantizedGaussian, DiscretizedLogistic
 
-VAEREG_PLUGIN_API = 2
+VAEREG_PLUGIN_API = 3
 
 
 @hookimpl

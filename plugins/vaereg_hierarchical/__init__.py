@@ -5,7 +5,7 @@ from vaereg.topdown import TopDownPosterior, walk_kl
 from vaereg_hierarchical.ladder import LadderEncoder, LadderPrior
 from vaereg_hierarchical.vq2 import VQ2Decoder, VQ2Encoder
 
-VAEREG_PLUGIN_API = 2
+VAEREG_PLUGIN_API = 3
 
 
 @hookimpl

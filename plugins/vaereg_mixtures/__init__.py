@@ -7,7 +7,7 @@ from vaereg_mixtures.gmm import FittedMixture
 from vaereg_mixtures.mog import LearnedMixture
 from vaereg_mixtures.vamp import VampPrior
 
-VAEREG_PLUGIN_API = 2
+VAEREG_PLUGIN_API = 3
 
 
 @hookimpl

@@ -4,7 +4,7 @@ from vaereg import hookimpl
 from vaereg.topdown import walk_kl
 from vaereg_nvae.model import NVAEEncoder, NVAEPosterior, NVAEPrior
 
-VAEREG_PLUGIN_API = 2
+VAEREG_PLUGIN_API = 3
 
 
 @hookimpl

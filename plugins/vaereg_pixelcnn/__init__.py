@@ -6,7 +6,7 @@ serves every latent: ``vq+likelihood=pixelcnn``, ``hierarchical+likelihood=pixel
 from vaereg import hookimpl
 from vaereg_pixelcnn.parts import PixelCNNLikelihood, PixelCNNPrior
 
-VAEREG_PLUGIN_API = 2
+VAEREG_PLUGIN_API = 3
 
 
 @hookimpl

@@ -4,7 +4,7 @@ codes (the core's)."""
 from vaereg import UniformCodes, hookimpl
 from vaereg_vq.encoder import VQEncoder
 
-VAEREG_PLUGIN_API = 2
+VAEREG_PLUGIN_API = 3
 
 
 @hookimpl

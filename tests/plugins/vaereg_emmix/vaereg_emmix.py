@@ -10,7 +10,7 @@ import torch
 
 from vaereg import Prior, PriorLatents, Range, hookimpl
 
-VAEREG_PLUGIN_API = 2
+VAEREG_PLUGIN_API = 3
 
 
 @dataclass

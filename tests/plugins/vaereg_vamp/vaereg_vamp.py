@@ -11,7 +11,7 @@ from torch import nn
 from vaereg import Context, DiagonalGaussian, Prior, Range, UsageError, hookimpl
 from vaereg.gaussian import normal_log_prob
 
-VAEREG_PLUGIN_API = 2
+VAEREG_PLUGIN_API = 3
 
 
 @dataclass
