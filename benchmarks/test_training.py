@@ -9,7 +9,7 @@ import torch
 from benchmarks.conftest import report
 from vaereg.combo import resolve
 from vaereg.model import VAE, Batch
-from vaereg.objectives import ObjectiveConfig, training_loss
+from vaereg.objectives import build_objective
 
 BATCH = 64
 COMBOS = ["gaussian", "gaussian-mlp", "gaussian+pixelcnn", "vq", "vq+pixelcnn", "vq2", "vq2+pixelcnn",
@@ -23,10 +23,10 @@ def test_training_step(benchmark, digits, combo):
     model = VAE(resolve(combo, digits.spec)).train()
     optimizer = torch.optim.Adam(model.stage_parameters(prior=False), lr=1e-3)
     batch = Batch(digits.to_model(digits.train[:BATCH], train=True))
-    objective = ObjectiveConfig(**model.combo.objective_defaults())
+    objective = build_objective(model.combo)
 
     def step():
-        loss, _ = training_loss(model(batch), objective, 0.5, model.combo.latent)
+        loss, _ = objective.loss(model(batch, objective.draws), 0.5)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -15,7 +15,7 @@ import torch
 
 from tests.conftest import vaereg_cli
 from vaereg import collective
-from vaereg.objectives import training_loss
+from vaereg.objectives import build_objective
 from vaereg_harness import checkpoint, distributed
 from vaereg_harness.api import RunConfig, create_model
 from vaereg_harness.results import read_results
@@ -122,7 +122,7 @@ def reference_two_ranks(data, epochs: int, batch: int, seed: int = 0) -> dict[st
     averaged with weights (half size / batch size), one Adam step per global batch."""
     config = RunConfig(train=TrainConfig(epochs=epochs, batch_size=batch, seed=seed))
     model = create_model("gaussian", data, config=config)
-    objective = config.objective_for(model.combo)
+    objective = build_objective(model.combo)
     optimizer = torch.optim.Adam(model.stage_parameters(prior=False), lr=config.train.lr, fused=True)
     shuffle = torch.Generator().manual_seed(seed)
     n = data.train.shape[0]
@@ -140,8 +140,8 @@ def reference_two_ranks(data, epochs: int, batch: int, seed: int = 0) -> dict[st
             optimizer.zero_grad()
             for rank, half in enumerate(halves):
                 torch.set_rng_state(streams[rank])
-                terms = model(data.batch(data.train[half], None, train=True), objective.iw_k)
-                loss, _ = training_loss(terms, objective, (epoch * steps + i) / (epochs * steps), model.combo.latent)
+                terms = model(data.batch(data.train[half], None, train=True), objective.draws)
+                loss, _ = objective.loss(terms, (epoch * steps + i) / (epochs * steps))
                 (loss * half.shape[0] / idx.shape[0]).backward()
                 streams[rank] = torch.get_rng_state()
             optimizer.step()

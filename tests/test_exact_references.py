@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+import vaereg_objectives
 from vaereg import (
     Context,
     DataSpec,
@@ -75,8 +76,13 @@ class FixedGaussian(Likelihood):
     def log_prob(self, x, params, context):
         return (-0.5 * ((x - params) / SIGMA) ** 2 - math.log(SIGMA) - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
 
+    def sample(self, params, context):
+        return params + SIGMA * torch.randn_like(params)
+
 
 class PPCA:
+    VAEREG_PLUGIN_API = 3
+
     @hookimpl
     def register_parts(register):
         register("linear", LinearEncoder)
@@ -86,7 +92,7 @@ class PPCA:
 
 
 def ppca_model(**shift):
-    registry = build_registry([("ppca", PPCA, "0")])
+    registry = build_registry([("ppca", PPCA, "0"), ("objectives", vaereg_objectives, "0")])
     combo = resolve(
         "encoder=linear+decoder=linear+prior=normal+likelihood=fixed",
         DataSpec("ppca", 1, 1, D, 2), {"encoder": shift}, registry,

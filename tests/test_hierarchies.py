@@ -13,12 +13,12 @@ from tests.conftest import vaereg_cli
 from vaereg import Context, DataSpec, UsageError, discrete
 from vaereg.combo import resolve
 from vaereg.model import VAE, Batch
-from vaereg.objectives import balanced, importance_nll, kl_per_level
+from vaereg.objectives import importance_nll, kl_per_level
 from vaereg.specs import hierarchy
 from vaereg_harness import checkpoint
-from vaereg_harness.api import RunConfig
 from vaereg_nvae.model import residual_normal_kl
 from vaereg_nvae.spectral import SpectralNorms
+from vaereg_objectives.elbo import balanced
 from vaereg_pixelcnn.parts import PixelCNNConfig, PixelCNNPrior
 
 DIGITS = DataSpec("digits", 1, 8, 8, 17)
@@ -132,10 +132,11 @@ def test_the_likelihood_stays_swappable_in_a_coupled_combo():
 
 
 def test_nvae_trains_with_warmup_and_kl_balancing_unless_told_otherwise():
-    combo = resolve("nvae", DIGITS)
-    assert RunConfig().objective_for(combo).warmup == 0.3 and RunConfig().objective_for(combo).kl_balance
-    assert RunConfig(objective={"warmup": 0.0}).objective_for(combo).warmup == 0.0
-    assert RunConfig().objective_for(resolve("gaussian", DIGITS)).warmup == 0.0
+    objective = resolve("nvae", DIGITS).configs["objective"]
+    assert objective.warmup == 0.3 and objective.kl_balance
+    assert resolve("nvae", DIGITS, {"objective": {"warmup": 0.0}}).configs["objective"].warmup == 0.0
+    assert resolve("gaussian", DIGITS).configs["objective"].warmup == 0.0
+    assert resolve("nvae+objective=iwae", DIGITS).configs["objective"].iw_k == 5  # hints it does not declare: none
 
 
 def test_kl_balancing_weights_levels_by_their_share_of_the_kl():

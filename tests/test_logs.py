@@ -15,8 +15,13 @@ import json
 from vaereg import hookimpl
 from vaereg_harness.logs import Logger
 
+VAEREG_PLUGIN_API = 3
+
 
 class Recorder(Logger):
+    def __init__(self, folder, config):
+        self.folder = folder
+
     def log(self, record, samples):
         with open(self.folder / "recorded.jsonl", "a") as f:
             f.write(json.dumps({**record, "sample_shape": list(samples().shape)}) + "\\n")

@@ -16,8 +16,7 @@ from vaereg.combo import resolve
 from vaereg.gaussian import diagonal_to_standard_kl
 from vaereg.kl import KLTable
 from vaereg.model import VAE, Batch
-from vaereg.objectives import ObjectiveConfig, kl_per_image, training_loss
-from vaereg_harness.api import RunConfig
+from vaereg.objectives import build_objective, kl_per_image
 
 DIGITS = DataSpec("digits", 1, 8, 8, 17)
 
@@ -59,14 +58,13 @@ def test_pairs_match_exact_types_so_a_subclass_never_inherits_a_wrong_kl():
 
 
 def test_free_bits_and_kl_balance_need_a_closed_form_kl():
-    vq = resolve("vq", DIGITS)
     with pytest.raises(UsageError, match=r"objective.free_bits needs a closed-form KL"):
-        RunConfig(objective={"free_bits": 0.1}).objective_for(vq)
+        resolve("vq", DIGITS, {"objective": {"free_bits": 0.1}})
     with pytest.raises(UsageError, match=r"objective.kl_balance needs a closed-form KL"):
-        RunConfig(objective={"kl_balance": True}).objective_for(vq)
+        resolve("vq", DIGITS, {"objective": {"kl_balance": True}})
     with pytest.raises(UsageError, match=r"free_bits and kl_balance both"):
-        RunConfig(objective={"free_bits": 0.1, "kl_balance": True}).objective_for(resolve("gaussian", DIGITS))
-    RunConfig(objective={"free_bits": 0.1}).objective_for(resolve("gaussian", DIGITS))
+        resolve("gaussian", DIGITS, {"objective": {"free_bits": 0.1, "kl_balance": True}})
+    assert resolve("gaussian", DIGITS, {"objective": {"free_bits": 0.1}}).configs["objective"].free_bits == 0.1
 
 
 def test_free_bits_without_a_closed_form_kl_exits_2_before_training(tmp_path):
@@ -87,11 +85,11 @@ def gloo_group(tmp_path):
 def test_one_step_under_ddp_gives_the_same_loss_and_gradients(gloo_group, text):
     model = VAE(resolve(text, DIGITS)).train()
     wrapped = DistributedDataParallel(copy.deepcopy(model))
-    x, objective = batch(8), ObjectiveConfig()
+    x, objective = batch(8), build_objective(model.combo)
     results = []
     for module in (model, wrapped):
         torch.manual_seed(1)
-        loss, _ = training_loss(module(x, 1), objective, 0.5, model.combo.latent)
+        loss, _ = objective.loss(module(x, 1), 0.5)
         loss.backward()
         results.append((loss.detach(), [p.grad for p in module.parameters()]))
     (loss_a, grads_a), (loss_b, grads_b) = results

@@ -10,12 +10,13 @@ from click.testing import CliRunner
 from vaereg import DataSpec, UsageError
 from vaereg.combo import resolve
 from vaereg.config import FieldType, field_types, from_dict
-from vaereg.objectives import ObjectiveConfig
 from vaereg.registry import get_registry
 from vaereg_harness.cli import main
+from vaereg_objectives.elbo import ELBOConfig
+from vaereg_objectives.iwae import IWAEConfig
 
 DIGITS = DataSpec("digits", 1, 8, 8, 17)
-BUILT_IN = {"gaussian", "vq", "pixelcnn", "hierarchical", "nvae", "mixtures", "flows"}
+BUILT_IN = {"gaussian", "vq", "pixelcnn", "hierarchical", "nvae", "mixtures", "flows", "objectives"}
 
 
 def home_combo(slot: str, name: str) -> str | None:
@@ -48,7 +49,7 @@ def out_of_range(t: FieldType) -> object | None:
 
 def cases():
     registry = get_registry()
-    groups = [("objective", "gaussian", ObjectiveConfig)]
+    groups = [("objective", "gaussian", ELBOConfig), ("objective", "gaussian+objective=iwae", IWAEConfig)]
     for slot, by_name in registry.parts.items():
         for name, entry in sorted(by_name.items()):
             combo = home_combo(slot, name) if entry.plugin in BUILT_IN else None
@@ -74,8 +75,8 @@ def test_a_bad_option_exits_2_with_one_error_line(combo, key, value):
 
 def test_every_built_in_field_is_bounded_or_a_choice_where_a_number_could_hang():
     """Integers without a range ('prior.layers=9223372036854775808') once hung a run."""
-    for _, _, config in [("objective", None, ObjectiveConfig)] + [
-        (e.slot, None, e.cls.Config) for by in get_registry().parts.values() for e in by.values()
+    for _, _, config in [
+        (e.slot, None, e.cls.Config) for by in get_registry().entries.values() for e in by.values()
         if e.plugin in BUILT_IN
     ]:
         for name, t in field_types(config).items():
@@ -90,4 +91,4 @@ def test_values_are_coerced_only_when_exact():
         with pytest.raises(UsageError, match=r"e: latent_dim=.* expected an integer >= 1 and <= 4096"):
             from_dict(GaussianEncoderConfig, {"latent_dim": bad}, what="e")
     with pytest.raises(UsageError, match="not finite"):
-        from_dict(ObjectiveConfig, {"beta": float("nan")}, what="objective")
+        from_dict(ELBOConfig, {"beta": float("nan")}, what="objective")

@@ -14,6 +14,7 @@ from vaereg_harness import checkpoint
 from vaereg_harness import train as train_module
 from vaereg_harness.api import RunConfig, create_model, run_dir, train_model
 from vaereg_harness.train import TrainConfig, TrainingDiverged
+from vaereg_objectives.elbo import ELBO
 
 
 def config(epochs: int) -> RunConfig:
@@ -74,19 +75,19 @@ def test_checkpoint_rebuilds_model_without_pickled_code(digits, tmp_path):
 
 
 def test_nan_stops_training_and_keeps_the_last_good_checkpoint(digits, tmp_path, monkeypatch):
-    real = train_module.training_loss
+    real = ELBO.loss
     calls = {"n": 0}
     steps_per_epoch = -(-digits.train.shape[0] // 128)
 
-    def poisoned(terms, objective, progress, latent):
+    def poisoned(self, terms, progress):
         calls["n"] += 1
-        loss, stats = real(terms, objective, progress, latent)
+        loss, stats = real(self, terms, progress)
         if calls["n"] > steps_per_epoch:  # the second epoch diverges
             loss = loss * float("nan")
             stats["loss"] = loss.detach()
         return loss, stats
 
-    monkeypatch.setattr(train_module, "training_loss", poisoned)
+    monkeypatch.setattr(ELBO, "loss", poisoned)
     with pytest.raises(TrainingDiverged, match=r"loss became nan in the autoencoder stage, epoch 2; the last good"):
         trained(digits, tmp_path, epochs=4)
     payload = checkpoint.load(next(tmp_path.glob("*/checkpoint.pt")))

@@ -122,7 +122,8 @@ def resolve(
     chosen: dict[str, Entry] = {}
     objective = registry.get("objective", DEFAULT_OBJECTIVE) if DEFAULT_OBJECTIVE in registry.entries["objective"] \
         else None
-    preset_options: dict[str, dict[str, Any]] = {}
+    preset_options: dict[str, dict[str, Any]] = {}  # a preset's part options, under the user's
+    objective_presets: dict[str, dict[str, Any]] = {}  # objective name -> a preset's options for it
     options: dict[str, dict[str, Any]] = dict(given)
 
     def apply_preset(name: str) -> None:
@@ -132,8 +133,10 @@ def resolve(
             place(registry.part(slot, preset.slots[slot]), name)
         if "objective" in preset.slots:
             objective = registry.get("objective", preset.slots["objective"])
+            objective_presets[objective.name] = preset.options.get("objective", {})
         for group, values in preset.options.items():
-            preset_options.setdefault(group, {}).update(values)
+            if group != "objective":
+                preset_options.setdefault(group, {}).update(values)
         options.clear()
         options.update({g: {**preset_options.get(g, {}), **given.get(g, {})} for g in {*preset_options, *given}})
 
@@ -236,8 +239,9 @@ def resolve(
         raise UsageError(f"no objective named in {text!r} and the default {DEFAULT_OBJECTIVE!r} is not registered; "
                          f"add objective=NAME ({', '.join(sorted(registry.entries['objective'])) or 'none known'})")
     what = f"objective {objective.name!r}"
-    configs["objective"] = from_dict(objective.cls.Config,
-                                     {**part_hints(chosen, objective), **options.get("objective", {})}, what=what)
+    configs["objective"] = from_dict(objective.cls.Config, {**part_hints(chosen, objective),
+                                                            **objective_presets.get(objective.name, {}),
+                                                            **given.get("objective", {})}, what=what)
     combo = Combo(text, data, chosen, configs, latent, registry.kl, objective)
     reason = objective.cls.mismatch(latent, configs["objective"], combo.closed_form_kl)
     if reason:

@@ -49,7 +49,8 @@ def register_presets(register):
     :param register: ``register(name: str, description: str, options: dict | None = None,
         **slots: str)``. Each slot (``encoder``, ``decoder``, ``prior``, ``likelihood``, and
         ``objective``) names a registered entry of that kind; ``options`` maps a group (a slot,
-        or ``objective``) to option values the preset sets, which ``--set`` overrides, e.g.
+        or ``objective``) to option values the preset sets, which ``--set`` overrides (its
+        objective options apply while its objective is the one trained), e.g.
         ``register("btcvae", "beta-TC-VAE", options={"objective": {"beta": 6}},
         encoder="gaussian", decoder="conv", prior="normal", likelihood="dlogistic",
         objective="btcvae")``.

@@ -218,8 +218,10 @@ def warn(message: str) -> None:
     warnings.warn(message, PluginLoadWarning, stacklevel=3)
 
 
-def build_registry(plugins: Iterable[PluginInfo]) -> Registry:
-    """A registry from loaded plugins (``info.module`` set), each checked and added in turn."""
+def build_registry(plugins: Iterable[PluginInfo | tuple[str, Any, str]]) -> Registry:
+    """A registry from loaded plugins (``PluginInfo`` with its module, or ``(name, module,
+    version)``), each checked and added in turn."""
+    plugins = [p if isinstance(p, PluginInfo) else PluginInfo(p[0], p[2], module=p[1]) for p in plugins]
     manager = pluggy.PluginManager("vaereg")
     manager.add_hookspecs(hookspecs)
     registry = Registry()

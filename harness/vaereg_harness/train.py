@@ -231,6 +231,27 @@ class PriorFitStage(Stage):
 STAGES = {"gradient": PriorGradientStage, "fit": PriorFitStage}
 
 
+def update(steps: list[Step], optimizers: list[torch.optim.Optimizer], out: Any, progress: float,
+       weight: float = 1.0) -> dict[str, Tensor]:
+    """One update of every step from the forward output ``out``: each step's gradient is
+    taken before any optimiser moves, so every loss sees the same parameters. Returns the
+    stats, the first step's as they are and the others' prefixed by the step's name."""
+    stats: dict[str, Tensor] = {}
+    last = len(steps) - 1
+    for s, (step, optimizer) in enumerate(zip(steps, optimizers, strict=True)):
+        loss, step_stats = step.loss(out, progress)
+        optimizer.zero_grad(set_to_none=True)
+        if last == 0:
+            (loss * weight).backward()  # weight 1 in one process
+        else:
+            (loss * weight).backward(inputs=step.parameters, retain_graph=s < last)
+            collective.average_gradients(step.parameters)
+        stats.update(step_stats if s == 0 else {f"{step.name}_{k}": v for k, v in step_stats.items()})
+    for optimizer in optimizers:
+        optimizer.step()
+    return stats
+
+
 class Trainer:
     """Runs every declared stage of ``model`` on ``data``, resuming from ``checkpoint_path`` if
     asked. ``forward`` is what computes the terms: the model, or its ``torch.compile`` wrapper."""
@@ -359,7 +380,7 @@ class Trainer:
                 progress = (epoch * batches + i) / (epochs * batches)
                 with amp:
                     out = stage.forward(net, rows[idx], None if labels is None else labels[idx])
-                stats = self.optimise(steps, optimizers, out, progress, weight)
+                stats = update(steps, optimizers, out, progress, weight)
                 threads.tick()
                 for key, value in stats.items():  # accumulated on the device: no sync per step
                     totals[key] = totals.get(key, 0) + value.float() * idx.shape[0] * (weight > 0)
@@ -387,26 +408,6 @@ class Trainer:
             if epoch + 1 == epochs or time.perf_counter() - self.saved_at >= cfg.checkpoint_every:
                 self.save(index, epoch + 1, optimizers)
         bar.close()
-
-    def optimise(self, steps: list[Step], optimizers: list[torch.optim.Optimizer], out: Any, progress: float,
-                 weight: float) -> dict[str, Tensor]:
-        """One update of every step from the forward output ``out``: each step's gradient is
-        taken before any optimiser moves, so every loss sees the same parameters. Returns the
-        stats, the first step's as they are and the others' prefixed by the step's name."""
-        stats: dict[str, Tensor] = {}
-        last = len(steps) - 1
-        for s, (step, optimizer) in enumerate(zip(steps, optimizers, strict=True)):
-            loss, step_stats = step.loss(out, progress)
-            optimizer.zero_grad(set_to_none=True)
-            if last == 0:
-                (loss * weight).backward()  # weight 1 in one process
-            else:
-                (loss * weight).backward(inputs=step.parameters, retain_graph=s < last)
-                collective.average_gradients(step.parameters)
-            stats.update(step_stats if s == 0 else {f"{step.name}_{k}": v for k, v in step_stats.items()})
-        for optimizer in optimizers:
-            optimizer.step()
-        return stats
 
     def my_part(self, batch: Tensor) -> tuple[Tensor, float]:
         """This rank's share of a global batch of indices, and the weight that makes the

@@ -49,4 +49,4 @@ class VampPrior(Prior):
 
 @hookimpl
 def register_parts(register):
-    register("vamp", VampPrior)
+    register("refvamp", VampPrior)
