@@ -1,19 +1,22 @@
 """Discrete codes: vector quantization with an EMA codebook (van den Oord et al. 2017,
 appendix A.1; Razavi et al. 2019) or a codebook loss, restart of dead codes, the point-mass
-posterior of quantized codes, the uniform prior over codes, and statistics of code maps.
-Shared by every plugin with a discrete latent.
+posterior of quantized codes, the codebook options every vector-quantizing encoder shares, the
+uniform prior over codes, and statistics of code maps. Shared by every plugin with a discrete latent.
 
 A code map is a tensor of codebook *indices*; ``codes`` is always a count (codebook size)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaereg import collective
+from vaereg.config import Range
 from vaereg.context import Context
 from vaereg.parts import ForCodes, Posterior, Prior
 from vaereg.specs import DataSpec, LatentSpec
@@ -142,6 +145,33 @@ class QuantizedPosterior(Posterior):
         if len(per_level) == 1:
             return per_level[0]
         return {f"{key}_z{i + 1}": value for i, stats in enumerate(per_level) for key, value in stats.items()}
+
+
+@dataclass
+class CodebookConfig:
+    """The codebook options of a vector-quantizing encoder, for each of its code maps: ``codes``
+    codes of ``embed_dim`` each; ``commitment``: weight of the commitment term; ``ema``: an EMA
+    codebook (``decay``, Laplace ``epsilon``), else one trained by the codebook loss;
+    ``restart_below``: EMA count under which a code is restarted. An encoder's ``Config``
+    extends it with its own options."""
+
+    codes: Annotated[int, Range(2, 65536)] = 32
+    embed_dim: Annotated[int, Range(1, 1024)] = 16
+    commitment: Annotated[float, Range(0, 1e3)] = 0.25
+    ema: bool = True
+    decay: Annotated[float, Range(0, 1)] = 0.99
+    epsilon: Annotated[float, Range(0, 1, open_low=True)] = 1e-5
+    restart_below: Annotated[float, Range(0, 1e6)] = 0.01
+
+    def quantizer(self) -> Quantizer:
+        """A new codebook with these options."""
+        return Quantizer(self.codes, self.embed_dim, ema=self.ema, decay=self.decay, epsilon=self.epsilon,
+                         restart_below=self.restart_below)
+
+    def posterior(self, latent: LatentSpec, z_e: list[Tensor], indices: list[Tensor],
+                  e: list[Tensor]) -> QuantizedPosterior:
+        """The point mass at the quantized codes of each map (as ``QuantizedPosterior``)."""
+        return QuantizedPosterior(latent, z_e, indices, e, commitment=self.commitment, codebook_loss=not self.ema)
 
 
 class UniformCodes(ForCodes, Prior):

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from vaereg import Context, DataSpec, Encoder, LatentSpec, Posterior, Range, context_bias, continuous
 from vaereg.gaussian import normal_log_prob
 from vaereg.nets import DownStack, halvings
-from vaereg_flows.made import MADE
+from vaereg_flows.made import alternating, invert
 
 GATE_BIAS = 1.5  # sigmoid(1.5) ~ 0.82: steps start close to the identity (the paper's forget-gate bias)
 
@@ -33,7 +33,7 @@ class IAFConfig:
 class IAFSteps(nn.Module):
     def __init__(self, dim: int, steps: int, hidden: int):
         super().__init__()
-        self.steps = nn.ModuleList(MADE(dim, hidden, hidden, reverse=i % 2 == 1) for i in range(steps))
+        self.steps = alternating(dim, steps, hidden, context_dim=hidden)
 
     def forward(self, z: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         """z_T and sum_t sum_i log g_t,i per row."""
@@ -45,15 +45,14 @@ class IAFSteps(nn.Module):
         return z, log_gates
 
     def inverse(self, z: Tensor, h: Tensor) -> Tensor:
-        """z_0 for a given z_T: each step solved in its order, one dimension per pass."""
-        for step in reversed(self.steps):
-            before = torch.zeros_like(z)
-            for i in step.positions():
-                m, s = step(before, h)
-                g = torch.sigmoid(s[:, i] + GATE_BIAS)
-                before[:, i] = (z[:, i] - (1 - g) * m[:, i]) / g
-            z = before
-        return z
+        """z_0 for a given z_T."""
+        return invert(self.steps, z, h, ungate)
+
+
+def ungate(z: Tensor, m: Tensor, s: Tensor) -> Tensor:
+    """The input of one gated update z <- g * z + (1 - g) * m, from its output."""
+    g = torch.sigmoid(s + GATE_BIAS)
+    return (z - (1 - g) * m) / g
 
 
 class IAFPosterior(Posterior):

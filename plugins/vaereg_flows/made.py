@@ -1,8 +1,11 @@
 """MADE (Germain et al. 2015): a masked MLP whose outputs for dimension i depend only on the
 inputs before i in a fixed order, the conditioner of both autoregressive flows here. A context
-vector (an encoder's features, a class embedding) enters the first hidden layer unmasked."""
+vector (an encoder's features, a class embedding) enters the first hidden layer unmasked.
+Also what both flows do with a stack of MADE steps: build it, and invert it."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -50,3 +53,25 @@ class MADE(nn.Module):
     def positions(self) -> list[int]:
         """Dimensions in the order they are generated."""
         return torch.argsort(self.order).tolist()
+
+
+def alternating(dim: int, steps: int, hidden: int, context_dim: int = 0) -> nn.ModuleList:
+    """``steps`` MADEs over ``dim`` dimensions, each in the reverse order of the one before."""
+    return nn.ModuleList(MADE(dim, hidden, context_dim, reverse=i % 2 == 1) for i in range(steps))
+
+
+Solve = Callable[[Tensor, Tensor, Tensor], Tensor]  # (y_i, shift_i, scale_i) -> x_i, all [N]
+
+
+def invert(steps: nn.ModuleList, y: Tensor, context: Tensor | None, solve: Solve) -> Tensor:
+    """The input of a stack of autoregressive steps whose output is ``y`` ``[N, D]``, where
+    each step's output i follows from its input i and its MADE's (shift, scale) at i, and
+    ``solve`` gives that input back. The steps are undone last first, each one dimension per
+    pass in its order: the MADE sees only the dimensions already solved."""
+    for step in reversed(steps):
+        x = torch.zeros_like(y)
+        for i in step.positions():
+            shift, scale = step(x, context)
+            x[:, i] = solve(y[:, i], shift[:, i], scale[:, i])
+        y = x
+    return y

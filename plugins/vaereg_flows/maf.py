@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from vaereg import Context, DataSpec, LatentSpec, Prior, Range
 from vaereg.gaussian import HALF_LOG_2PI
 from vaereg.parts import ForVector
-from vaereg_flows.made import MADE
+from vaereg_flows.made import alternating, invert
 
 SCALE = 3.0  # |a| < SCALE per step, a = SCALE tanh(raw / SCALE): a soft bound that keeps steps invertible
 
@@ -37,7 +37,7 @@ class MAF(nn.Module):
 
     def __init__(self, dim: int, steps: int, hidden: int, context_dim: int = 0):
         super().__init__()
-        self.steps = nn.ModuleList(MADE(dim, hidden, context_dim, reverse=i % 2 == 1) for i in range(steps))
+        self.steps = alternating(dim, steps, hidden, context_dim)
 
     def to_base(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``u`` and log |det du/dz| per row."""
@@ -50,14 +50,13 @@ class MAF(nn.Module):
         return z, log_det
 
     def from_base(self, u: Tensor, context: Tensor | None = None) -> Tensor:
-        """The inverse of ``to_base``: each step is solved in its order, one dimension per pass."""
-        for step in reversed(self.steps):
-            z = torch.zeros_like(u)
-            for i in step.positions():
-                shift, raw = step(z, context)
-                z[:, i] = u[:, i] * torch.exp(bounded(raw[:, i])) + shift[:, i]
-            u = z
-        return u
+        """The inverse of ``to_base``."""
+        return invert(self.steps, u, context, unshift)
+
+
+def unshift(u: Tensor, shift: Tensor, raw: Tensor) -> Tensor:
+    """The input of one step u = (z - shift) exp(-a), from its output."""
+    return u * torch.exp(bounded(raw)) + shift
 
 
 class FlowPrior(ForVector, Prior):

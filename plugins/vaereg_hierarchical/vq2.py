@@ -14,24 +14,17 @@ import torch
 from torch import Tensor, nn
 
 from vaereg import Context, DataSpec, Decoder, Encoder, LatentSpec, Range, context_bias, discrete
-from vaereg.codes import QuantizedPosterior, Quantizer
+from vaereg.codes import CodebookConfig, QuantizedPosterior
 from vaereg.nets import DownStack, UpStack, halvings, halvings_to
 from vaereg.specs import hierarchy
 
 
 @dataclass
-class VQ2Config:
-    """The bottom map is the image halved until at most 4x4, the top map one halving more;
-    each level has its own EMA codebook of ``codes`` codes."""
+class VQ2Config(CodebookConfig):
+    """The shared codebook options (one codebook per level) and ``width`` of the convolutions.
+    The bottom map is the image halved until at most 4x4, the top map one halving more."""
 
-    codes: Annotated[int, Range(2, 65536)] = 32
-    embed_dim: Annotated[int, Range(1, 1024)] = 16
     width: Annotated[int, Range(1, 1024)] = 64
-    commitment: Annotated[float, Range(0, 1e3)] = 0.25
-    ema: bool = True
-    decay: Annotated[float, Range(0, 1)] = 0.99
-    epsilon: Annotated[float, Range(0, 1, open_low=True)] = 1e-5
-    restart_below: Annotated[float, Range(0, 1e6)] = 0.01
 
 
 def grids(data: DataSpec) -> list[tuple[int, int]]:
@@ -67,11 +60,7 @@ class VQ2Encoder(Encoder):
                                     nn.Conv2d(width, dim, 1))
         self.top_to_bottom = nn.Sequential(nn.Upsample(size=sizes[-2]), nn.Conv2d(dim, width, 3, padding=1), nn.SiLU())
         self.to_bottom = nn.Conv2d(2 * width, dim, 1)
-        self.quantizers = nn.ModuleList(
-            Quantizer(config.codes, dim, ema=config.ema, decay=config.decay, epsilon=config.epsilon,
-                      restart_below=config.restart_below)
-            for _ in range(2)
-        )
+        self.quantizers = nn.ModuleList(config.quantizer() for _ in range(2))
 
     def forward(self, x: Tensor, context: Context) -> QuantizedPosterior:
         bottom, top = self.quantizers
@@ -80,8 +69,7 @@ class VQ2Encoder(Encoder):
         top_indices, e_top = top.quantize(z_top, update=self.training)
         z_bottom = self.to_bottom(torch.cat([h, self.top_to_bottom(e_top)], 1))
         bottom_indices, e_bottom = bottom.quantize(z_bottom, update=self.training)
-        return QuantizedPosterior(self.latent, [z_bottom, z_top], [bottom_indices, top_indices], [e_bottom, e_top],
-                                  commitment=self.config.commitment, codebook_loss=not self.config.ema)
+        return self.config.posterior(self.latent, [z_bottom, z_top], [bottom_indices, top_indices], [e_bottom, e_top])
 
     def embed(self, z: Tensor, context: Context) -> Tensor:
         return self.latent.join([q.lookup(c) for q, c in zip(self.quantizers, self.latent.split(z), strict=True)])

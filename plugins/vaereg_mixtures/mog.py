@@ -10,8 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from vaereg import Context, DataSpec, LatentSpec, Prior, Range
-from vaereg.gaussian import normal_log_prob
 from vaereg.parts import ForVector
+from vaereg_mixtures.diagonal import draw, mixture_log_prob
 
 
 @dataclass
@@ -43,9 +43,8 @@ class LearnedMixture(ForVector, Prior):
         return logits.log_softmax(1)
 
     def log_prob(self, z: Tensor, context: Context) -> Tensor:
-        per = normal_log_prob(z[:, None], self.means[None], self.log_stds[None]).sum(2)
-        return torch.logsumexp(per + self.log_weights(z.shape[0], context), 1)
+        return mixture_log_prob(z, self.means, self.log_stds, self.log_weights(z.shape[0], context))
 
     def sample(self, n: int, context: Context) -> Tensor:
         pick = torch.multinomial(self.log_weights(n, context).exp(), 1).squeeze(1)
-        return self.means[pick] + torch.randn_like(self.means[pick]) * self.log_stds[pick].exp()
+        return draw(self.means, self.log_stds, pick)

@@ -3,7 +3,6 @@ encoder's posteriors at K learned pseudo-inputs, p(z) = 1/K sum_k q(z | u_k)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -11,8 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from vaereg import Context, DataSpec, DiagonalGaussian, Encoder, LatentSpec, Prior, Range
-from vaereg.gaussian import normal_log_prob
 from vaereg.parts import ForVector
+from vaereg_mixtures.diagonal import draw, mixture_log_prob
 
 
 @dataclass
@@ -47,11 +46,9 @@ class VampPrior(ForVector, Prior):
         self.components = self.encoder(self.pseudo_inputs, Context())
 
     def log_prob(self, z: Tensor, context: Context) -> Tensor:
-        q = self.components
-        per = normal_log_prob(z[:, None], q.mean[None], q.log_std[None]).sum(2)
-        return torch.logsumexp(per, 1) - math.log(q.mean.shape[0])
+        return mixture_log_prob(z, self.components.mean, self.components.log_std)
 
     def sample(self, n: int, context: Context) -> Tensor:
         q = self.components
         pick = torch.randint(q.mean.shape[0], (n,), device=q.mean.device)
-        return q.mean[pick] + torch.randn_like(q.mean[pick]) * q.log_std[pick].exp()
+        return draw(q.mean, q.log_std, pick)
