@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vaereg_harness.data import Dataset, load_dataset
+from vaereg_harness.data import Dataset, load_data
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -19,7 +19,7 @@ def short(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture(scope="session")
 def digits() -> Dataset:
-    return load_dataset("digits")
+    return load_data("digits")
 
 
 @pytest.fixture(autouse=True)

@@ -96,14 +96,14 @@ import torch
 from vaereg.combo import resolve
 from vaereg.model import VAE, Batch
 from vaereg.objectives import importance_nll
-from vaereg_harness.data import load_dataset
+from vaereg_harness.data import load_data
 
 def field(name):
     line = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith(name))
     return int(line.split()[1])
 
 torch.manual_seed(0)
-data = load_dataset("digits")
+data = load_data("digits")
 model = VAE(resolve("gaussian", data.spec)).eval()
 x = data.to_model(data.test[:64], train=False)
 importance_nll(model, Batch(x[:1]), 2, 2)  # load kernels before measuring

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vaereg_harness.data import load_dataset
+from vaereg_harness.data import load_data
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,7 +23,7 @@ def _cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def digits():
-    return load_dataset("digits")
+    return load_data("digits")
 
 
 @pytest.fixture(autouse=True)

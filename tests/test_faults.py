@@ -20,7 +20,7 @@ from vaereg_harness import checkpoint, files
 from vaereg_harness import train as train_module
 from vaereg_harness.api import RunConfig, create_model, train_model
 from vaereg_harness.cli import main
-from vaereg_harness.data import load_folder
+from vaereg_harness.data.folder import load_folder
 from vaereg_harness.results import read_results
 from vaereg_harness.train import TrainConfig, TrainingDiverged
 

@@ -13,18 +13,24 @@ import pytest
 from PIL import Image
 
 from tests.conftest import vaereg_cli
+from vaereg_harness.leaderboard import table_columns
 from vaereg_harness.results import read_results
 
 
 class Page(HTMLParser):
-    """The leaderboard's body cells and every image source."""
+    """The leaderboard's headings and body cells, and every image source."""
 
     def __init__(self):
         super().__init__()
-        self.rows, self.images, self.in_body = [], [], False
+        self.headings, self.rows, self.images, self.in_body, self.in_heading = [], [], [], False, False
+
+    def handle_data(self, data):
+        if self.in_heading:
+            self.headings.append(data)
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        self.in_heading = tag == "th"
         if tag == "tbody":
             self.in_body = True
         elif tag == "tr" and self.in_body:
@@ -35,6 +41,7 @@ class Page(HTMLParser):
             self.images.append(attrs["src"])
 
     def handle_endtag(self, tag):
+        self.in_heading = False
         if tag == "tbody":
             self.in_body = False
 
@@ -58,7 +65,10 @@ def test_the_report_holds_the_leaderboard_plots_and_grids_of_every_run(evaluated
     out = vaereg_cli("report", "--out", "rep", cwd=evaluated).stdout
     assert "rep/index.html" in out
     page = page_of(evaluated / "rep" / "index.html")
+    # the columns of `vaereg results`, less the data set each section is about
+    assert page.headings == [c.heading for c in table_columns(rows) if c.name != "dataset"]
     nll_column = 5
+    assert page.headings[nll_column] == "NLL"
     best_first = sorted(rows, key=lambda r: r["nll_nats"])
     assert [float(r[nll_column]) for r in page.rows] == [r["nll_nats"] for r in best_first]
     assert [r[0] for r in page.rows] == [r["combo"] for r in best_first]

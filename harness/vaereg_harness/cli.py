@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
+import re
 import sys
+import typing
 import warnings
 from functools import wraps
 from pathlib import Path
@@ -14,17 +15,21 @@ import click
 import torch
 
 from vaereg import PLUGIN_API, UsageError, VaeregError
-from vaereg.combo import GROUPS, resolve
+from vaereg.combo import DEFAULT_OBJECTIVE, GROUPS, resolve
 from vaereg.config import field_types, from_dict, to_dict
+from vaereg.hookspecs import SUPPORTED_APIS
 from vaereg.parts import SLOTS
+from vaereg.probe import probe_combo
 from vaereg.registry import PluginLoadWarning, get_registry
 from vaereg_harness import checkpoint, distributed, experiment, threads
 from vaereg_harness.api import RunConfig, create_model, evaluate_combo, load_data, run_dir, run_key, train_model
-from vaereg_harness.data import DATASET_NAMES
+from vaereg_harness.data import dataset_names
 from vaereg_harness.fid import EXTRACTORS, default_cache_dir, protocol_for
 from vaereg_harness.files import check_folder, check_path_name, make_folder
 from vaereg_harness.images import save_grid
+from vaereg_harness.leaderboard import format_table, sort_key
 from vaereg_harness.logs import logger_class, loggers
+from vaereg_harness.metrics.run import build_metrics
 from vaereg_harness.results import append_or_keep, read_results, recorded, recover_rows
 from vaereg_harness.train import TrainConfig, pick_device
 
@@ -85,6 +90,15 @@ class UserPath(click.Path):
         return super().convert(value, param, ctx)
 
 
+class DatasetOption(click.Option):
+    """``--dataset``, whose help lists the registered data sets (read when the help is shown)."""
+
+    def get_help_record(self, ctx):
+        self.help = (f"One of {dataset_names()}; a plugin may register more. --set dataset.NAME=VALUE sets its "
+                     f"options.")
+        return super().get_help_record(ctx)
+
+
 def thread_count(_ctx, _param, value: str | int) -> int | None:
     if value == "auto":
         return None
@@ -106,8 +120,7 @@ def run_options(command):
                           "run nothing."),
         click.option("--combo", "combos", multiple=True, required=True,
                      help="A '+'-separated combo: gaussian, vq+pixelcnn, gaussian+likelihood=bernoulli. Repeatable."),
-        click.option("--dataset", default="digits", show_default=True,
-                     help=f"One of {', '.join(DATASET_NAMES)}, or folder:PATH."),
+        click.option("--dataset", cls=DatasetOption, default="digits", show_default=True),
         click.option("--data-root", type=UserPath(path_type=Path), default=Path("data"), show_default=True,
                      help="Where data files live: MNIST / Fashion-MNIST IDX files (gzipped or not, flat or in "
                           "torchvision's <Name>/raw), CIFAR-10 in torchvision's layout."),
@@ -137,8 +150,8 @@ def run_options(command):
                      help="Intra-op CPU threads. auto: this process's share of the cores (cores / torchrun's local "
                           "ranks), fewer while other processes keep cores busy (Linux)."),
         click.option("--set", "assignments", multiple=True, metavar="GROUP.NAME=VALUE",
-                     help=f"A part or objective option, e.g. encoder.latent_dim=8, objective.beta=0.5 "
-                          f"(groups: {', '.join(SLOTS)}, objective). Repeatable."),
+                     help=f"A part, objective or data-set option, e.g. encoder.latent_dim=8, objective.beta=0.5 "
+                          f"(groups: {', '.join(SLOTS)}, objective, dataset). Repeatable."),
         click.option("--checkpoint-every", type=float, default=30.0, show_default=True, metavar="SECONDS",
                      help="Write the checkpoint after an epoch once this many seconds have passed since the last "
                           "(and after each stage's last epoch); 0: after every epoch."),
@@ -166,7 +179,7 @@ def run_options(command):
         with distributed.rank_zero_first():  # a download happens once
             kw["data"] = load_data(kw.pop("dataset"), kw.pop("data_root"), download=kw.pop("download"),
                                    condition=kw.pop("condition"), skip_bad_images=kw.pop("skip_bad_images"),
-                                   image_mode=kw.pop("image_mode"))
+                                   image_mode=kw.pop("image_mode"), options=kw["grouped"].get("dataset"))
         return command(**kw)
 
     return wrapper
@@ -193,20 +206,24 @@ def print_experiment(combos, data, grouped, configs: list[RunConfig], out: Path)
 
 
 def part_options(grouped: dict) -> dict:
-    unknown = set(grouped) - set(GROUPS)
+    """The part options of ``--set``'s groups (the objective's and the data set's are taken elsewhere)."""
+    groups = (*GROUPS, "dataset")
+    unknown = set(grouped) - set(groups)
     if unknown:
-        raise UsageError(f"--set group {sorted(unknown)[0]!r} is unknown; groups: {', '.join(GROUPS)}")
+        raise UsageError(f"--set group {sorted(unknown)[0]!r} is unknown; groups: {', '.join(groups)}")
     return {slot: values for slot, values in grouped.items() if slot in SLOTS}
 
 
 def checked(combos, data, grouped, config: RunConfig, log: tuple[str, ...], **folders: Path) -> dict:
-    """Every combo resolved and its options, objective, loggers and output ``folders`` (option
-    name -> path) checked before any work starts; returns the part options."""
+    """Every combo resolved and probed (``vaereg.probe``), and its options, objective, loggers
+    and output ``folders`` (option name -> path) checked before any work starts; returns the
+    part options."""
     for name in log:
         logger_class(name)
     options = part_options(grouped)
+    device = pick_device(config.train.device)
     for text in combos:
-        resolve(text, data.spec, {**options, "objective": config.objective})
+        probe_combo(resolve(text, data.spec, {**options, "objective": config.objective}), data, device)
     for option, path in folders.items():
         check_folder(path, f"--{option}")
     for option, path in folders.items():  # last, once everything is checked
@@ -218,6 +235,11 @@ def checked(combos, data, grouped, config: RunConfig, log: tuple[str, ...], **fo
 @click.version_option(package_name="vaereg")
 def main() -> None:
     """vaereg: assemble, train and evaluate variational autoencoders from registered parts."""
+
+
+def metric_names(_ctx, _param, value: tuple[str, ...]) -> tuple[str, ...]:
+    """``--metrics a,b --metrics c`` (or a file's ``metrics = ["a", "b"]``) -> ``("a", "b", "c")``."""
+    return tuple(dict.fromkeys(name.strip() for given in value for name in given.split(",") if name.strip()))
 
 
 @main.command("eval")
@@ -243,13 +265,20 @@ def main() -> None:
                    "a classifier trained on the data set's labels.")
 @click.option("--cache-dir", type=UserPath(path_type=Path), default=None,
               help="Where feature extractors and reference statistics are cached [$VAEREG_CACHE or ~/.cache/vaereg].")
+@click.option("--metrics", multiple=True, callback=metric_names, metavar="NAME[,NAME...]",
+              help="Metrics to score besides the defaults (NLL, ELBO, FID, class accuracy, latent and codebook use, "
+                   "timings): registered metric names, comma-separated or repeated.")
 def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, print_config, iw_samples, iw_chunk,
-                 eval_images, results, fid, fid_samples, fid_extractor, inception_weights, cache_dir):
-    """Train every stage of each combo (once per seed), evaluate it on the test split (NLL, FID),
-    save sample and reconstruction grids in its run folder under --out and append a results row."""
+                 eval_images, results, fid, fid_samples, fid_extractor, inception_weights, cache_dir, metrics):
+    """Train every stage of each combo (once per seed), evaluate it on the test split (NLL, FID,
+    and each metric --metrics adds), save sample and reconstruction grids in its run folder under
+    --out and append a results row."""
     configs = [RunConfig(train=train, objective=grouped.get("objective", {}), iw_samples=iw_samples,
-                         iw_chunk=iw_chunk, fid_samples=fid_samples, eval_images=eval_images)
+                         iw_chunk=iw_chunk, fid_samples=fid_samples, eval_images=eval_images, metrics=metrics)
                for train in train_configs]
+    for text in combos:  # every metric known and able to score each combo, before anything runs
+        combo = resolve(text, data.spec, {**part_options(grouped), "objective": configs[0].objective})
+        build_metrics(metrics, data, combo)
     options = checked(combos, data, grouped, configs[0], log, out=out, results=results)
     if print_config:
         return print_experiment(combos, data, grouped, configs, out)
@@ -279,7 +308,7 @@ def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, 
                                  log=log)
             if row is not None:
                 append_or_keep(results, row)
-                rows.append(dataclasses.asdict(row))
+                rows.append(row.as_dict())
     if writer:
         click.echo(format_table(rows))
         click.echo(f"{len(rows)} row(s) appended to {results}/")
@@ -338,60 +367,150 @@ def skipped_file(path: Path, why: str) -> None:
 
 
 def describe_latent(entry) -> str:
-    if entry.slot != "encoder":
-        return f"fits {'/'.join(sorted(entry.cls.latent_kinds))}"
-    fills = f", fills {'/'.join(entry.cls.fills)}" if entry.cls.fills else ""
-    return f"posterior {entry.cls.posterior.__name__}{fills}"
+    """What a listing shows beside an entry's name: the latent it fits, or what it declares."""
+    cls = entry.cls
+    if entry.kind == "encoder":
+        fills = f", fills {'/'.join(cls.fills)}" if cls.fills else ""
+        return f"posterior {cls.posterior.__name__}{fills}"
+    if entry.kind in SLOTS or entry.kind == "objective":
+        return f"fits {'/'.join(sorted(cls.latent_kinds))}"
+    if entry.kind == "dataset":
+        return f"--dataset {entry.name}" + (f":{cls.argument}" if getattr(cls, "argument", None) else "")
+    return "columns " + ", ".join(c.name for c in cls.columns)
+
+
+def describe_options(config: type) -> list[dict]:
+    """Each option of a ``Config`` dataclass: name, type, range, choices, default."""
+    listed = []
+    for name, kind in field_types(config).items():
+        choices = typing.get_args(kind.base) if typing.get_origin(kind.base) is typing.Literal else None
+        listed.append({"name": name, "type": "choice" if choices else kind.base.__name__,
+                       "choices": list(choices) if choices else None,
+                       "range": kind.range.describe() if kind.range is not None else None,
+                       "optional": kind.optional, "default": to_dict(config())[name], "describe": kind.describe()})
+    return listed
+
+
+def first_sentence(doc: str | None) -> str:
+    """The first sentence of a docstring's first paragraph, on one line."""
+    paragraph = " ".join((doc or "").strip().split("\n\n")[0].split())
+    end = re.search(r"\.\s+(?=[A-Z])", paragraph)
+    return paragraph if end is None else paragraph[:end.start() + 1]
+
+
+def describe_entry(entry) -> dict:
+    described = {"kind": entry.kind, "name": entry.name, "description": first_sentence(entry.cls.__doc__),
+                 "declares": describe_latent(entry), "options": describe_options(entry.cls.Config)}
+    if entry.kind == "metric":
+        described["columns"] = [{"name": c.name, "type": c.type.__name__, "unit": c.unit,
+                                 "higher_is_better": c.higher_is_better, "description": c.description}
+                                for c in entry.cls.columns]
+    return described
+
+
+def describe_plugins() -> dict:
+    """Everything ``vaereg plugins`` shows, JSON-ready: the plugin API, each plugin (its
+    distribution, version, API and state) with its entries of every kind and their options, its
+    presets, loggers and KL pairs, and every closed-form KL pair."""
+    registry = get_registry()
+    tracker_table = loggers()
+    pairs = [{"posterior": q.__name__, "prior": p.__name__, "plugin": plugin}
+             for (q, p), (_, plugin) in registry.kl.rules.items()]
+    listing = []
+    for info in registry.plugins:
+        state = "disabled" if info.disabled else "skipped" if info.error else "loaded"
+        entries = [describe_entry(e) for kind in registry.entries.values() for e in kind.values()
+                   if e.plugin == info.name]
+        presets = [{"name": p.name, "description": p.description, "slots": p.slots,
+                    "objective": p.slots.get("objective", DEFAULT_OBJECTIVE), "options": p.options}
+                   for p in registry.presets.values() if p.plugin == info.name]
+        trackers = sorted(name for name, (_, plugin) in tracker_table.items() if plugin == info.name)
+        listing.append({"name": info.name, "distribution": info.distribution, "version": info.version,
+                        "api": info.api, "state": state, "error": info.error, "entries": entries,
+                        "presets": presets, "loggers": trackers,
+                        "kl_pairs": [p for p in pairs if p["plugin"] == info.name]})
+    return {"plugin_api": PLUGIN_API, "supported_apis": list(SUPPORTED_APIS), "plugins": listing, "kl_pairs": pairs}
 
 
 @main.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_command(as_json):
-    """List plugins, their versions, and the parts and presets each provides."""
-    registry = get_registry()
-    tracker_table = loggers()
-    listing = []
-    for info in registry.plugins:
-        parts = [
-            {"slot": e.slot, "name": e.name, "description": (e.cls.__doc__ or "").strip().split("\n")[0],
-             "options": to_dict(e.cls.Config()),
-             "option_types": {k: t.describe() for k, t in field_types(e.cls.Config).items()},
-             "latent": describe_latent(e)}
-            for by_name in registry.parts.values() for e in by_name.values() if e.plugin == info.name
-        ]
-        presets = [{"name": p.name, "slots": p.slots, "description": p.description}
-                   for p in registry.presets.values() if p.plugin == info.name]
-        trackers = sorted(name for name, (_, plugin) in tracker_table.items() if plugin == info.name)
-        listing.append({"name": info.name, "version": info.version, "error": info.error,
-                        "disabled": info.disabled, "parts": parts, "presets": presets, "loggers": trackers})
+    """List the plugin API and every plugin: its distribution, version and state (a skipped
+    plugin with its reason), and what it registers: parts, objectives, data sets, metrics (each
+    with its options), presets, loggers and closed-form KL pairs."""
+    described = describe_plugins()
     if as_json:
-        click.echo(json.dumps({"plugin_api": PLUGIN_API, "plugins": listing}, indent=2))
+        click.echo(json.dumps(described, indent=2, default=str))
         return
-    click.echo(f"vaereg plugin API {PLUGIN_API}")
-    for plugin in listing:
-        state = " (disabled)" if plugin["disabled"] else f" (failed: {plugin['error']})" if plugin["error"] else ""
-        click.echo(f"{plugin['name']} {plugin['version']}{state}")
-        for part in plugin["parts"]:
-            click.echo(f"  {part['slot']:<10} {part['name']:<14} {part['latent']:<42} {part['description']}")
+    apis = " and ".join(map(str, described["supported_apis"]))
+    click.echo(f"vaereg plugin API {described['plugin_api']}\nloads plugins written for API {apis}")
+    for plugin in described["plugins"]:
+        state = {"loaded": "", "disabled": " (disabled)", "skipped": f" (skipped: {plugin['error']})"}[plugin["state"]]
+        click.echo(f"\n{plugin['name']} {plugin['version']}{state}")
+        if plugin["state"] != "loaded":
+            continue
+        deprecated = " (deprecated)" if plugin["api"] != described["plugin_api"] else ""
+        click.echo(f"  from {plugin['distribution'] or 'an unknown distribution'} {plugin['version']}, "
+                   f"plugin API {plugin['api']}{deprecated}")
+        for entry in plugin["entries"]:
+            click.echo(f"  {entry['kind']:<10} {entry['name']:<14} {entry['declares']:<42} {entry['description']}")
+            if entry["options"]:
+                options = [f"{o['name']}={json.dumps(o['default'])} ({o['describe']})" for o in entry["options"]]
+                click.echo(f"{'':13}options: {'; '.join(options)}")
         for preset in plugin["presets"]:
-            slots = " ".join(f"{k}={v}" for k, v in preset["slots"].items())
-            click.echo(f"  preset     {preset['name']:<14} {slots}")
+            slots = " ".join(f"{k}={v}" for k, v in preset["slots"].items() if k != "objective")
+            options = " ".join(f"{g}.{k}={json.dumps(v)}" for g, values in preset["options"].items()
+                               for k, v in values.items())
+            click.echo(f"  preset     {preset['name']:<14} {slots} objective={preset['objective']}"
+                       + (f" {options}" if options else ""))
         for name in plugin["loggers"]:
             click.echo(f"  logger     {name:<14} --log {name}")
+        for pair in plugin["kl_pairs"]:
+            click.echo(f"  kl         {pair['posterior']} || {pair['prior']}")
+    click.echo("\nclosed-form KL pairs (posterior || prior; any other pair uses the Monte-Carlo KL):")
+    plugins = {plugin["name"] for plugin in described["plugins"]}
+    for pair in described["kl_pairs"]:
+        owner = pair["plugin"] if pair["plugin"] in plugins else f"{pair['plugin']} (core)"
+        click.echo(f"  {pair['posterior'] + ' || ' + pair['prior']:<42} {owner}")
+
+
+@main.command("check-plugin")
+@click.argument("name")
+@click.option("--data-root", type=UserPath(path_type=Path), default=Path("data"), show_default=True,
+              help="Where a data-set plugin looks for its files.")
+@click.option("--json", "as_json", is_flag=True, help="The rows as JSON.")
+def check_plugin_command(name, data_root, as_json):
+    """Run the conformance kit on the plugin NAME (as `vaereg plugins` lists it): its
+    registration checks, then for every entry and each compatible combo the probe batch, one
+    training step and a K=2 NLL. Prints a pass/fail table; exits 1 when a check fails."""
+    from vaereg.conformance import as_json as rows_json
+    from vaereg.conformance import check_plugin, table
+
+    rows = check_plugin(name, root=data_root)
+    click.echo(rows_json(rows) if as_json else table(rows))
+    counts = {result: sum(row.result == result for row in rows) for result in ("pass", "skip", "fail")}
+    if not as_json:
+        click.echo(f"{name}: {counts['pass']} passed, {counts['skip']} skipped, {counts['fail']} failed")
+    if counts["fail"]:
+        sys.exit(1)
 
 
 @main.command("results")
 @click.option("--results", type=UserPath(path_type=Path), default=Path("vaereg-results"), show_default=True)
 @click.option("--combo", default=None, help="Only rows of this combo (as given to eval).")
-def results_command(results, combo):
+@click.option("--sort", "sort_by", default=None, metavar="COLUMN",
+              help="Best first by a metric column: descending where higher is better (a score), ascending "
+                   "otherwise; rows without a value last [oldest first].")
+def results_command(results, combo, sort_by):
     """Show the results store as a table."""
+    key = sort_key(sort_by) if sort_by else None  # an unknown column is refused before anything is read
     rows = read_results(results, on_skip=skipped_file).to_pylist()
     if combo is not None:
         rows = [r for r in rows if r["combo"] == combo]
     if not rows:
         click.echo(f"no rows in {results}/" + (f" for combo {combo!r}" if combo else ""), err=True)
         return
-    click.echo(format_table(rows))
+    click.echo(format_table(sorted(rows, key=key) if key else rows))
 
 
 @main.command("report")
@@ -409,22 +528,6 @@ def report_command(results, out, title):
     make_folder(out, "--out")
     page, twin = write_report(results, out, title, on_skip=skipped_file)
     click.echo(f"report written to {page} and {twin}")
-
-
-COLUMNS = [("combo", "combo", "{}"), ("dataset", "dataset", "{}"), ("seed", "seed", "{}"),
-           ("epochs", "epochs", "{}"), ("nelbo_nats", "-ELBO", "{:.2f}"), ("nll_nats", "NLL", "{:.2f}"),
-           ("nll_bpd", "bits/dim", "{:.3f}"), ("iw_samples", "K", "{}"), ("train_seconds", "train s", "{:.1f}"),
-           ("train_images_per_s", "img/s", "{:.0f}"), ("eval_seconds", "eval s", "{:.1f}"), ("fid", "FID", "{:.2f}"),
-           ("fid_floor", "FID floor", "{:.2f}")]
-
-
-def format_table(rows: list[dict]) -> str:
-    cells = [[head for _, head, _ in COLUMNS]]
-    for row in rows:
-        cells.append(["-" if row.get(key) is None else fmt.format(row[key]) for key, _, fmt in COLUMNS])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-                     for r in cells)
 
 
 if __name__ == "__main__":

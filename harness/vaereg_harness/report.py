@@ -1,7 +1,8 @@
 """``vaereg report``: one self-contained HTML page and its Markdown twin from a results store
 and the run folders its rows name. Per data set: a leaderboard sortable by any column, NLL
 against FID, the training curves of the metrics logs, and the sample and reconstruction grids
-side by side. Figures are drawn with matplotlib; the page embeds every image, so it opens from
+side by side. The leaderboard's columns are ``vaereg results``' (``vaereg_harness.leaderboard``),
+plugin metrics' included. Figures are drawn with matplotlib; the page embeds every image, so it opens from
 disk with no server, and ``report.md`` links the same images from ``figures/``."""
 
 from __future__ import annotations
@@ -20,15 +21,9 @@ from matplotlib.figure import Figure
 from vaereg import UsageError
 from vaereg_harness.data import safe_name
 from vaereg_harness.files import atomic_write
+from vaereg_harness.leaderboard import Shown, table_columns
 from vaereg_harness.results import read_results
 
-# (column, heading, format): the leaderboard's columns.
-COLUMNS = [("combo", "combo", "{}"), ("seed", "seed", "{}"), ("epochs", "epochs", "{}"),
-           ("condition", "condition", "{}"), ("nelbo_nats", "-ELBO", "{:.2f}"), ("nll_nats", "NLL (nats)", "{:.2f}"),
-           ("nll_bpd", "bits/dim", "{:.3f}"), ("iw_samples", "K", "{}"), ("fid", "FID", "{:.2f}"),
-           ("fid_floor", "FID floor", "{:.2f}"), ("train_seconds", "train s", "{:.1f}"),
-           ("train_images_per_s", "img/s", "{:.0f}"), ("eval_seconds", "eval s", "{:.1f}"),
-           ("created_at", "run at (UTC)", "{:%Y-%m-%d %H:%M}")]
 GRIDS = [("samples_png", "samples (sampled pixels)"), ("samples_mean_png", "samples (likelihood mean)"),
          ("reconstructions_png", "reconstructions (originals above)")]
 
@@ -138,17 +133,13 @@ def grids(rows: list[dict[str, Any]], figures: Path) -> list[tuple[str, list[Ima
     return list(shown.values())
 
 
-def cell(row: dict[str, Any], column: str, fmt: str) -> str:
-    value = row.get(column)
-    return "-" if value is None else fmt.format(value)
-
-
 @dataclass
 class Section:
     """One data set's part of the report."""
 
     dataset: str
     rows: list[dict[str, Any]]
+    columns: list[Shown]  # the leaderboard's
     plots: list[Image]
     grids: list[tuple[str, list[Image]]]
 
@@ -160,7 +151,8 @@ def sections(rows: list[dict[str, Any]], figures: Path) -> list[Section]:
                       key=lambda r: (r["nll_nats"] is None, r["nll_nats"] or 0.0))
         stem = safe_name(dataset)
         plots = [scatter(mine, figures / f"{stem}-nll-fid.png"), training_curves(mine, figures / f"{stem}-curves.png")]
-        result.append(Section(dataset, mine, [p for p in plots if p], grids(mine, figures)))
+        columns = [c for c in table_columns(mine) if c.name != "dataset"]  # the section names it
+        result.append(Section(dataset, mine, columns, [p for p in plots if p], grids(mine, figures)))
     return result
 
 
@@ -208,11 +200,11 @@ def render_html(title: str, parts: list[Section]) -> str:
            f"</head><body><h1>{e(title)}</h1>"]
     for s in parts:
         out.append(f"<h2>{e(s.dataset)}</h2><p>Leaderboard, best NLL first; click a column to sort.</p>")
-        out.append("<table class='board'><thead><tr>" + "".join(f"<th>{e(h)}</th>" for _, h, _ in COLUMNS)
+        out.append("<table class='board'><thead><tr>" + "".join(f"<th>{e(c.heading)}</th>" for c in s.columns)
                    + "</tr></thead><tbody>")
         for r in s.rows:
-            out.append("<tr>" + "".join(f"<td data-v='{e(sort_value(r, c))}'>{e(cell(r, c, f))}</td>"
-                                        for c, _, f in COLUMNS) + "</tr>")
+            out.append("<tr>" + "".join(f"<td data-v='{e(sort_value(r, c.name))}'>{e(c.cell(r))}</td>"
+                                        for c in s.columns) + "</tr>")
         out.append("</tbody></table>")
         for image in s.plots:
             out.append(f"<figure><img src='{data_uri(image.path)}' alt='{e(image.caption)}'>"
@@ -234,9 +226,9 @@ def render_markdown(title: str, parts: list[Section], root: Path) -> str:
 
     out = [f"# {title}"]
     for s in parts:
-        out += [f"\n## {s.dataset}\n", "| " + " | ".join(h for _, h, _ in COLUMNS) + " |",
-                "|" + "---|" * len(COLUMNS)]
-        out += ["| " + " | ".join(md(cell(r, c, f)) for c, _, f in COLUMNS) + " |" for r in s.rows]
+        out += [f"\n## {s.dataset}\n", "| " + " | ".join(c.heading for c in s.columns) + " |",
+                "|" + "---|" * len(s.columns)]
+        out += ["| " + " | ".join(md(c.cell(r)) for c in s.columns) + " |" for r in s.rows]
         out += [f"\n![{i.caption}]({i.path.relative_to(root).as_posix()})\n\n*{i.caption}*" for i in s.plots]
         if s.grids:
             out.append("\n### Samples and reconstructions")

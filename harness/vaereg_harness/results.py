@@ -1,41 +1,56 @@
 """The results store: one Parquet file per evaluated combo in a directory (a Parquet dataset).
 
-A row is a typed ``Row``; the Parquet schema is derived from it, so the two cannot drift, and
-an unknown or missing column fails when the row is built. Each file is written under a
-temporary name and renamed, so concurrent runs never lose or corrupt rows. Readers pass the
-schema, so files written before a column was added read back with that column null."""
+A row is a typed ``Row``: the run's identity and facts as fixed fields, and the values of its
+metrics in ``scores``. The Parquet schema (``schema()``) is the fixed fields' (derived from
+``Row``) followed by every registered metric's declared columns, typed as declared, so a
+plugin's metric extends it with no edit here. An unknown or missing fixed column, or a score no
+registered metric declares, fails when the row is built. Each file is written under a temporary
+name and renamed, so concurrent runs never lose or corrupt rows.
+
+Readers read every file under the current schema. A column a file lacks (written before the
+column existed, or before its metric was installed) reads as null. A column no registered metric
+declares now (its plugin uninstalled or disabled) is dropped from what is read: the file keeps
+it, and the values show again once the plugin is back."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 import uuid
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from vaereg import VaeregError
+from vaereg.metrics import Column
+from vaereg.registry import PluginLoadWarning, get_registry
 from vaereg_harness.files import atomic_write
+from vaereg_harness.metrics import DEFAULTS
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5  # 5: metric columns come from the registered metrics' declarations
+
+Value = int | float | str | None
 
 
 @dataclass(frozen=True, kw_only=True)
 class Row:
-    """One evaluated combo. Columns without a default are required; ``X | None`` is nullable."""
+    """One evaluated combo. Fixed columns without a default are required; ``X | None`` is
+    nullable. ``scores`` holds the metric columns (column name -> value)."""
 
     run_id: str
     created_at: datetime  # UTC
     combo: str  # as given
     parts: str  # JSON: slot -> {name, plugin, version}
-    config: str  # JSON: part options, objective, training, evaluation: the resolved configuration
+    config: str  # JSON: part options, objective, training, evaluation, metrics: the resolved configuration
     run_dir: str | None = None  # the run's folder: checkpoint, metrics.jsonl, grids
     config_hash: str | None = None  # the hash of the training configuration that names run_dir
     dataset: str
@@ -47,30 +62,6 @@ class Row:
     epochs: int
     condition: str | None = None  # "label": the NLL is -log p(x | y)
     eval_images: int | None = None  # --eval-images: the NLL and ELBO are over this fixed test subset
-    nelbo_nats: float | None = None
-    nll_nats: float | None = None
-    nll_bpd: float | None = None
-    iw_samples: int | None = None
-    train_seconds: float | None = None
-    train_images_per_s: float | None = None
-    stage_seconds: str | None = None  # JSON: stage -> seconds
-    eval_seconds: float | None = None
-    sample_images_per_s: float | None = None
-    peak_gpu_memory_mb: float | None = None  # training and evaluation, CUDA only
-    codebook_perplexity: float | None = None
-    codebook_usage: float | None = None
-    kl_per_level: str | None = None  # JSON: mean KL per level in nats, z_1 first
-    active_units: int | None = None  # latent dimensions with mean KL above 0.01 nats
-    fid: float | None = None
-    fid_extractor: str | None = None  # torch-fidelity extractor name:weight-hash
-    fid_samples: int | None = None
-    fid_reference: str | None = None  # split:size
-    fid_floor: float | None = None  # FID(train split, test split), same extractor
-    fid_note: str | None = None  # why fid is null, when it is
-    fid_extractor_accuracy: float | None = None  # the classifier extractor's accuracy on the test split
-    fid_extractor_seconds: float | None = None  # obtaining the extractor in this run (0 when cached)
-    fid_seconds: float | None = None  # sampling and scoring FID (the floor included the first time)
-    condition_accuracy: float | None = None  # conditional samples the FID classifier puts in their class
     samples_png: str | None = None  # pixels sampled from the likelihood
     samples_mean_png: str | None = None  # the likelihood's mean images for the same latents (sampled pixels
     #                                      where the likelihood has no cheap mean: PixelCNN)
@@ -78,6 +69,17 @@ class Row:
     status: str
     vaereg_version: str
     torch_version: str
+    scores: dict[str, Value] = field(default_factory=dict)  # metric column -> value; not a column itself
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.scores) - set(metric_columns()))
+        if unknown:
+            raise TypeError(f"no registered metric declares the column {unknown[0]!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every column of the store: the fixed ones, then each metric column (None where unscored)."""
+        fixed = {name: getattr(self, name) for name in FIXED.names}
+        return {**fixed, **{name: self.scores.get(name) for name in metric_columns()}}
 
 
 ARROW_TYPES = {str: pa.string(), int: pa.int64(), float: pa.float64(), datetime: pa.timestamp("us", tz="UTC")}
@@ -90,13 +92,50 @@ def _arrow_field(name: str, hint: object) -> pa.Field:
 
 
 def schema_of(row_type: type) -> pa.Schema:
+    """The fixed columns of ``row_type``: every field but ``scores``."""
     hints = typing.get_type_hints(row_type)
-    fields = [_arrow_field(f.name, hints[f.name]) for f in dataclasses.fields(row_type)]
-    return pa.schema(fields, metadata={"vaereg.schema_version": str(SCHEMA_VERSION)})
+    return pa.schema([_arrow_field(f.name, hints[f.name]) for f in dataclasses.fields(row_type) if f.name != "scores"])
 
 
-SCHEMA = schema_of(Row)
-REQUIRED = [f.name for f in SCHEMA if not f.nullable]  # a file without one of these is not a results file
+FIXED = schema_of(Row)
+REQUIRED = [f.name for f in FIXED if not f.nullable]  # a file without one of these is not a results file
+
+
+def _declared() -> tuple[dict[str, Column], dict[str, str]]:
+    """The registered metrics' columns by name, in registration order, and the metrics left out
+    (name -> why): those declaring a column that a fixed column or an earlier metric holds."""
+    columns: dict[str, Column] = {}
+    owners: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    for name, entry in get_registry().entries["metric"].items():
+        mine = [c.name for c in entry.cls.columns]
+        clash = next((c for c in mine if c in FIXED.names or c in owners or mine.count(c) > 1), None)
+        if clash is None:
+            columns.update((c.name, c) for c in entry.cls.columns)
+            owners.update(dict.fromkeys(mine, name))
+            continue
+        holder = ("is a fixed column of every row" if clash in FIXED.names else
+                  f"metric {owners[clash]!r} already declares" if clash in owners else "it declares twice")
+        refused[name] = (f"metric {name!r} (plugin {entry.plugin!r}) declares the column {clash!r}, which {holder}; "
+                         f"rename the column")
+        warnings.warn(f"vaereg {refused[name]}; the metric is left out", PluginLoadWarning, stacklevel=3)
+    return columns, refused
+
+
+def metric_columns() -> dict[str, Column]:
+    """Every registered metric's declared column, by name, in registration order."""
+    return _declared()[0]
+
+
+def refused_metrics() -> dict[str, str]:
+    """Registered metrics whose columns cannot be stored (a name taken), with why."""
+    return _declared()[1]
+
+
+def schema() -> pa.Schema:
+    """The store's schema: the fixed columns, then every registered metric's declared columns."""
+    extra = [pa.field(c.name, ARROW_TYPES[c.type]) for c in metric_columns().values()]
+    return pa.schema([*FIXED, *extra], metadata={"vaereg.schema_version": str(SCHEMA_VERSION)})
 
 
 KEPT = "unrecorded-row.parquet"  # a row the results store could not take, kept in its run folder
@@ -108,7 +147,7 @@ def append_row(directory: Path, row: Row) -> Path:
 
 
 def _table(row: Row) -> pa.Table:
-    return pa.Table.from_pylist([dataclasses.asdict(row)], schema=SCHEMA)
+    return pa.Table.from_pylist([row.as_dict()], schema=schema())
 
 
 def _append(directory: Path, table: pa.Table) -> Path:
@@ -142,7 +181,7 @@ def recover_rows(directory: Path, out: Path) -> list[Path]:
     added = []
     for kept in sorted(out.glob(f"*/{KEPT}")):
         try:
-            table = pq.read_table(kept, schema=SCHEMA)
+            table = pq.read_table(kept, schema=schema())
         except (pa.ArrowException, OSError):
             continue  # not ours to judge; it stays where it is
         added.append(_append(directory, table))
@@ -151,18 +190,19 @@ def recover_rows(directory: Path, out: Path) -> list[Path]:
 
 
 def read_results(directory: Path, on_skip: Callable[[Path, str], None] | None = None) -> pa.Table:
-    """Every row under ``directory`` under the declared schema (empty if there is none). A file
-    that is not a readable results file is skipped and reported to ``on_skip(path, why)``
+    """Every row under ``directory`` under the current ``schema()`` (empty if there is none). A
+    file that is not a readable results file is skipped and reported to ``on_skip(path, why)``
     (a warning by default), so one bad file never hides the other rows."""
+    current = schema()
     if not directory.is_dir():
-        return SCHEMA.empty_table()
+        return current.empty_table()
     tables = []
     for path in sorted(directory.glob("*.parquet")):
         try:
             missing = [name for name in REQUIRED if name not in pq.read_schema(path).names]
             if missing:
                 raise pa.ArrowInvalid(f"no column {missing[0]!r}: not a vaereg results file")
-            tables.append(ds.dataset(str(path), schema=SCHEMA, format="parquet").to_table())
+            tables.append(ds.dataset(str(path), schema=current, format="parquet").to_table())
         except (pa.ArrowException, OSError) as exc:
             why = str(exc).splitlines()[0][:200]
             if on_skip is None:
@@ -170,12 +210,23 @@ def read_results(directory: Path, on_skip: Callable[[Path, str], None] | None = 
             else:
                 on_skip(path, why)
     if not tables:
-        return SCHEMA.empty_table()
+        return current.empty_table()
     return pa.concat_tables(tables).sort_by("created_at")
 
 
 def recorded(directory: Path, config_hash: str, config: str) -> bool:
     """Whether ``directory`` already holds a row of this run: the same training settings and the
-    same resolved configuration."""
+    same resolved configuration. A row from before configurations recorded their metrics ran
+    the defaults."""
+    wanted = json.loads(config)
     rows = read_results(directory, on_skip=lambda *_: None).select(["config_hash", "config", "status"]).to_pylist()
-    return any(r["config_hash"] == config_hash and r["config"] == config and r["status"] == "ok" for r in rows)
+    for r in rows:
+        if r["config_hash"] != config_hash or r["status"] != "ok":
+            continue
+        try:
+            stored = json.loads(r["config"])
+        except ValueError:
+            continue
+        if isinstance(stored, dict) and {"metrics": list(DEFAULTS), **stored} == wanted:
+            return True
+    return False

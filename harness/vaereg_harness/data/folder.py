@@ -1,13 +1,13 @@
-"""Data sets as uint8 intensity tensors: the embedded digits, MNIST and Fashion-MNIST from their
-IDX files as shipped, CIFAR-10 through torchvision, and folders of images. Nothing here
-touches the network unless ``download`` is asked."""
+"""Folders of images as a data set (``--dataset folder:PATH``): png, jpg, bmp or gif files,
+split into ``train/`` and ``test/`` or every tenth file for test, labelled by class subfolder."""
 
 from __future__ import annotations
 
-import re
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -15,110 +15,18 @@ from torch import Tensor
 
 from vaereg import DataSpec, UsageError
 from vaereg.data import Dataset
-from vaereg_harness.files import check_path_name
-from vaereg_harness.idx import find_idx, read_idx
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
-DIGITS_TRAIN = 1437  # digits: images [0, 1437) train, [1437, 1797) test (80/20, sklearn's order)
 
 
-def safe_name(text: str) -> str:
-    """``text`` as a file name: every run of other characters than ``A-Za-z0-9._=-`` becomes ``_``."""
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text)
+@dataclass
+class FolderConfig:
+    """``skip_bad_images``: skip (and count) unreadable files instead of refusing them
+    (``--skip-bad-images``); ``image_mode``: convert every image to greyscale ("L") or colour
+    ("RGB"), without which a folder mixing the two is refused (``--image-mode``)."""
 
-
-def load_dataset(name: str, root: str | Path = "data", download: bool = False,
-                 skip_bad_images: bool = False, image_mode: str | None = None) -> Dataset:
-    """``digits``, ``mnist``, ``binarized-mnist``, ``fashion-mnist``, ``cifar10`` or ``folder:PATH``
-    (``skip_bad_images`` and ``image_mode`` apply to a folder)."""
-    if name == "digits":
-        return _digits()
-    if name.startswith("folder:"):
-        check_path_name(name.removeprefix("folder:"), "--dataset folder:")
-        return load_folder(Path(name.removeprefix("folder:")), skip_bad_images, image_mode)
-    if name in IDX_SETS:
-        return _idx_set(name, Path(root), download)
-    if name in TORCHVISION_SETS:
-        return _torchvision(name, Path(root), download)
-    raise UsageError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}, folder:PATH")
-
-
-def _digits() -> Dataset:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    images = torch.from_numpy(bunch.images.astype(np.uint8)).unsqueeze(1)
-    labels = torch.from_numpy(bunch.target.astype(np.int64))
-    spec = DataSpec("digits", 1, 8, 8, 17)
-    cut = DIGITS_TRAIN
-    return Dataset(spec, images[:cut], images[cut:], labels[:cut], labels[cut:])
-
-
-# name -> torchvision class, also the folder torchvision keeps its files in under the root
-IDX_SETS = {"mnist": "MNIST", "binarized-mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-# name -> (torchvision class, folder torchvision expects under the root, files it needs)
-TORCHVISION_SETS = {"cifar10": ("CIFAR10", "cifar-10-batches-py", "data_batch_1..5 and test_batch")}
-DATASET_NAMES = ("digits", *IDX_SETS, *TORCHVISION_SETS)
-
-
-def _idx_set(name: str, root: Path, download: bool) -> Dataset:
-    """The four IDX files as shipped: gzipped or not, flat in ``root`` or in torchvision's
-    ``root/<Folder>/raw`` (``--download`` fetches them there through torchvision)."""
-    folder = IDX_SETS[name]
-    paths = [find_idx(root, folder, stem) for stem in IDX_FILES]
-    if None in paths and download:
-        import torchvision.datasets as tvd
-
-        for split in (True, False):
-            getattr(tvd, folder)(str(root), train=split, download=True)
-        paths = [find_idx(root, folder, stem) for stem in IDX_FILES]
-    if None in paths:
-        missing = IDX_FILES[paths.index(None)]
-        raise UsageError(
-            f"{name} not found: {missing} is missing; expected {', '.join(IDX_FILES)} (each raw or .gz) in "
-            f"{root} or {root / folder / 'raw'}; point --data-root at the folder holding them, or pass "
-            f"--download on a machine with a network"
-        )
-    x_train, y_train, x_test, y_test = (read_idx(p, 3 if "images" in p.name else 1) for p in paths)
-    for images, labels, split in ((x_train, y_train, "train"), (x_test, y_test, "t10k")):
-        if images.shape[0] != labels.shape[0]:
-            raise UsageError(f"{name}: {split} has {images.shape[0]} images but {labels.shape[0]} labels; "
-                             f"the IDX files do not belong together")
-    if x_train.shape[1:] != x_test.shape[1:]:
-        raise UsageError(f"{name}: train images are {x_train.shape[1:]} but test images {x_test.shape[1:]}")
-    train, test = (torch.from_numpy(x.copy()).unsqueeze(1) for x in (x_train, x_test))
-    labels_train, labels_test = (torch.from_numpy(y.astype(np.int64)) for y in (y_train, y_test))
-    binarize = name == "binarized-mnist"
-    if binarize:  # a fixed binarization of the test split; training batches are binarized afresh
-        test = torch.bernoulli(test.float() / 255, generator=torch.Generator().manual_seed(0)).to(torch.uint8)
-    spec = DataSpec(name, 1, train.shape[2], train.shape[3], 2 if binarize else 256)
-    return Dataset(spec, train, test, labels_train, labels_test, binarize=binarize)
-
-
-def _torchvision(name: str, root: Path, download: bool) -> Dataset:
-    import torchvision.datasets as tvd
-
-    cls_name, folder, files = TORCHVISION_SETS[name]
-    cls = getattr(tvd, cls_name)
-    try:
-        train, test = (cls(str(root), train=split, download=download) for split in (True, False))
-    except RuntimeError as exc:
-        raise UsageError(
-            f"{name} not found: expected {files} in {root / folder}; point --data-root at the folder "
-            f"holding {folder.split('/')[0]}, or pass --download on a machine with a network ({exc})"
-        ) from None
-
-    def images(split) -> Tensor:
-        data = torch.as_tensor(np.asarray(split.data))
-        return data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2).contiguous()
-
-    def labels(split) -> Tensor:
-        return torch.as_tensor(np.asarray(split.targets), dtype=torch.int64)
-
-    x_train, x_test = images(train), images(test)
-    channels, height, width = x_train.shape[1:]
-    return Dataset(DataSpec(name, channels, height, width, 256), x_train, x_test, labels(train), labels(test))
+    skip_bad_images: bool = False
+    image_mode: Literal["L", "RGB"] | None = None
 
 
 def read_image(path: Path) -> tuple[np.ndarray, str] | str:

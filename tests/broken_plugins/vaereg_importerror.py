@@ -1,0 +1,3 @@
+"""Fails to import: a dependency is missing."""
+
+raise ImportError("needs libfoo")
