@@ -34,7 +34,7 @@ def test_eval_writes_a_row_then_results_and_sample_read_it(tmp_path):
 
 def test_plugins_lists_the_gaussian_plugin_and_its_parts(tmp_path):
     out = vaereg_cli("plugins", cwd=tmp_path).stdout
-    assert out.startswith("vaereg plugin API 2\n") and "\ngaussian 0.2.0\n" in out
+    assert out.startswith("vaereg plugin API 3") and "\ngaussian 0.2.0\n" in out
     for part in ("encoder    gaussian", "decoder    conv", "prior      normal", "likelihood dlogistic",
                  "preset     gaussian"):
         assert part in out

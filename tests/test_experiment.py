@@ -32,7 +32,7 @@ def test_every_option_can_come_from_the_file_and_the_command_line_overrides_it(t
         "threads": 1, "checkpoint_every": 5.0,
         "out": "runs", "resume": True, "quiet": True, "log": ["tensorboard"], "iw_samples": 10, "iw_chunk": 5,
         "eval_images": 4, "results": "rows", "fid": False, "fid_samples": 50, "fid_extractor": "classifier",
-        "inception_weights": "weights.pth", "cache_dir": "cache",
+        "inception_weights": "weights.pth", "cache_dir": "cache", "metrics": ["nll", "fid"],
     }
     secondary = {"no_fid", "no_download"}
     assert set(values) | {"set"} == set(option_names(main.commands["eval"])) - secondary  # no option is missed

@@ -21,7 +21,7 @@ from tests.conftest import vaereg_cli
 from vaereg import Column, Metric, UsageError, VaeregError, hookimpl
 from vaereg import registry as registry_module
 from vaereg.combo import resolve
-from vaereg.metrics import Scoring, EvaluationPass, checked_values
+from vaereg.metrics import EvaluationPass, Scoring, checked_values
 from vaereg.registry import PluginLoadWarning, build_registry, load_registry
 from vaereg_harness import checkpoint
 from vaereg_harness.api import RunConfig, create_model
@@ -162,11 +162,11 @@ def test_a_metric_whose_column_is_taken_is_left_out_and_refused_by_name(monkeypa
     module.register_metrics = hookimpl(lambda register: register("twin", Twin))
     loaded = [(p.name, p.module, p.version) for p in load_registry().loaded]
     monkeypatch.setattr(registry_module, "_registry", build_registry([*loaded, ("twin", module, "1.0")]))
-    with pytest.warns(PluginLoadWarning, match="'fid'"):
+    with pytest.warns(PluginLoadWarning, match="'fid'"):  # a note each time the columns are read
         assert "metric 'fid' already declares" in refused_metrics()["twin"]
-    assert "twin_score" not in schema().names and schema().names.count("fid") == 1
-    with pytest.raises(UsageError, match="--metrics twin: .*rename the column"):
-        build_metrics(("twin",), digits, resolve("gaussian", digits.spec))
+        assert "twin_score" not in schema().names and schema().names.count("fid") == 1
+        with pytest.raises(UsageError, match="--metrics twin: .*rename the column"):
+            build_metrics(("twin",), digits, resolve("gaussian", digits.spec))
 
 
 def test_a_third_party_metric_writes_its_column_with_the_value_it_computes(toy, tmp_path, digits):

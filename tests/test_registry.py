@@ -154,7 +154,7 @@ SKIPPED = {
                        "likelihood 'untyped' has untyped options: UntypedConfig.scale: option type typing.Any is not "
                        "int, float, bool, str or a Literal"),
     "vaereg-outofrange": ("vaereg_outofrange", "vaereg_outofrange", "options",
-                          "likelihood 'wide''s default options: width=64 is out of range; expected an integer >= 1 "
+                          "default options of likelihood 'wide': width=64 is out of range; expected an integer >= 1 "
                           "and <= 16"),
     "vaereg-twin-b": ("vaereg_twin_b", "vaereg_twin", "name",
                       "likelihood 'twin' is already registered by plugin 'vaereg-twin-a'; rename it in plugin "

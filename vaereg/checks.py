@@ -98,7 +98,7 @@ def config_problem(what: str, cls: type) -> str | None:
     except TypeError as exc:
         return f"{what} has untyped options: {exc}"
     try:
-        check(cls.Config(), what=f"{what}'s default options")
+        check(cls.Config(), what=f"default options of {what}")
     except VaeregError as exc:
         return str(exc)
     except Exception as exc:  # Config() itself refused its defaults

@@ -4,8 +4,9 @@
 for every entry it registers and each compatible combo built from the registered presets: the
 probe batch (``vaereg.probe``), one training step through the objective's real steps and Adam,
 the prior's own stage when it trains after the autoencoder, and a K=2 importance-sampled NLL on
-a few digits images. ``vaereg check-plugin NAME`` prints the table; a plugin's own test suite
-can call ``assert_conforms(name)``::
+a few digits images (or binary digits, or random colour images, for parts that need them).
+``vaereg check-plugin NAME`` prints the table; a plugin's own test suite can call
+``assert_conforms(name)``::
 
     from vaereg.conformance import assert_conforms
 
@@ -33,7 +34,7 @@ from vaereg import checks, hookspecs
 from vaereg.combo import DEFAULT_OBJECTIVE, Combo, resolve
 from vaereg.data import Dataset, dataset_problem
 from vaereg.errors import UsageError, VaeregError
-from vaereg.metrics import COLUMN_TYPES, Column, Metric, Samples, Scoring, EvaluationPass, checked_values
+from vaereg.metrics import COLUMN_TYPES, Column, EvaluationPass, Metric, Samples, Scoring, checked_values
 from vaereg.model import VAE, Batch
 from vaereg.objectives import build_objective, importance_nll, negative_elbo
 from vaereg.parts import SLOTS
@@ -62,11 +63,11 @@ class CheckResult:
     reason: str = ""
 
     @property
-    def passed(self) -> bool:
-        return self.result != "fail"
+    def failed(self) -> bool:
+        return self.result == "fail"
 
 
-class CheckFailed(Exception):
+class CheckFailed(VaeregError):
     """A check found a broken contract; its message is the row's reason."""
 
 
@@ -79,7 +80,7 @@ def check_plugin(name: str, registry: Registry | None = None, root: Path = Path(
         known = ", ".join(p.name for p in registry.plugins) or "none"
         raise UsageError(f"unknown plugin {name!r}; installed plugins: {known}")
     rows = registration(info, registry)
-    if any(not row.passed for row in rows):
+    if any(row.failed for row in rows):
         return rows
     return rows + Checker(info, registry, root).run()
 
@@ -87,7 +88,7 @@ def check_plugin(name: str, registry: Registry | None = None, root: Path = Path(
 def assert_conforms(name: str, registry: Registry | None = None, root: Path = Path("data")) -> list[CheckResult]:
     """``check_plugin(name)``; raises ``AssertionError`` listing the failing rows."""
     rows = check_plugin(name, registry, root)
-    failed = [row for row in rows if not row.passed]
+    failed = [row for row in rows if row.failed]
     if failed:
         raise AssertionError(f"plugin {name!r} fails {len(failed)} conformance check(s):\n{table(failed)}")
     return rows
@@ -120,12 +121,15 @@ def registration(info: PluginInfo, registry: Registry) -> list[CheckResult]:
     if problem:
         return [*rows, CheckResult("plugin API", "", "", "fail", problem)]
     api = info.module.VAEREG_PLUGIN_API
-    rows.append(CheckResult("plugin API", "", "", "pass", "" if api == max(hookspecs.SUPPORTED_APIS) else
+    rows.append(CheckResult("plugin API", "", "", "pass", "" if api == hookspecs.PLUGIN_API else
                             f"API {api} loads, but is deprecated: declare VAEREG_PLUGIN_API = "
                             f"{hookspecs.PLUGIN_API}"))
     if info.error is not None:
         return [*rows, CheckResult(failed_check(info, registry), "", "", "fail", info.error)]
-    return [*rows, CheckResult("registration", "", "", "pass")]
+    counts = {"entries": sum(e.plugin == info.name for kind in registry.entries.values() for e in kind.values()),
+              "presets": sum(p.plugin == info.name for p in registry.presets.values()),
+              "KL pairs": sum(plugin == info.name for _, plugin in registry.kl.rules.values())}
+    return [*rows, CheckResult("registration", "", "", "pass", ", ".join(f"{n} {what}" for what, n in counts.items()))]
 
 
 def failed_check(info: PluginInfo, registry: Registry) -> str:
@@ -196,6 +200,19 @@ def binary_digits() -> Dataset:
                    (data.test >= 8).to(torch.uint8), data.train_labels, data.test_labels)
 
 
+@functools.cache
+def colour() -> Dataset:
+    """Random 8x8 colour images (256 intensities, a fixed seed), for parts that need RGB data."""
+    images = torch.randint(0, 256, (TRAIN_IMAGES + TEST_IMAGES, 3, 8, 8), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    return Dataset(DataSpec("random-rgb", 3, 8, 8, 256), images[:TRAIN_IMAGES], images[TRAIN_IMAGES:])
+
+
+def kit_data() -> tuple[Dataset, ...]:
+    """The data sets a combo is tried on, in order: the first it fits is the one it is checked on."""
+    return digits(), binary_digits(), colour()
+
+
 def small(data: Dataset) -> Dataset:
     """``data`` cut to a few images of each split (labels and factors alike)."""
     def cut(t, n):
@@ -260,7 +277,7 @@ class Checker:
         that resolves; none resolving is a failure naming the first refusal."""
         refusals, checked = [], 0
         for text in texts:
-            combo, data, refused = self.resolve(text, datasets or (digits(), binary_digits()))
+            combo, data, refused = self.resolve(text, datasets or kit_data())
             if combo is None:
                 refusals.append(f"{text}: {refused}")
                 continue
@@ -303,10 +320,7 @@ class Checker:
             for check, run in checks_of:
                 try:
                     reason = run(model, data)
-                except CheckFailed as exc:
-                    self.row(check, what, text, "fail", str(exc))
-                    return
-                except Exception as exc:  # a part or objective that raises (a probe's ProbeError among them)
+                except Exception as exc:  # a broken contract, or a part or objective that raises
                     self.row(check, what, text, "fail", one_line(exc))
                     return
                 self.row(check, what, text, "pass", reason)
@@ -318,9 +332,9 @@ class Checker:
         for preset in self.registry.presets:
             for name in priors:
                 text = preset if name is None else f"{preset}+prior={name}"
-                combo, _, _ = self.resolve(text, (digits(), binary_digits()))
-                if combo is not None and (combo.parts["encoder"].cls.posterior, combo.training_prior) == (posterior,
-                                                                                                          prior):
+                combo, _, _ = self.resolve(text, kit_data())
+                if combo is not None and combo.parts["encoder"].cls.posterior is posterior \
+                        and combo.training_prior is prior:
                     self.combos(what, [text])
                     return
         self.row("compatibility", what, "", "fail", "no combo of the registered presets and priors trains with it")
@@ -359,7 +373,7 @@ class Checker:
         problem = columns_problem(metric.columns)
         self.row("columns", what, "", "fail" if problem else "pass",
                  problem or ", ".join(c.name for c in metric.columns))
-        combo, data, refused = self.resolve(DATASET_PRESET, (digits(),))
+        combo, data, _ = self.resolve(DATASET_PRESET, (digits(),))
         if problem or combo is None:
             return
         with seeded():
@@ -417,15 +431,16 @@ def compute(name: str, metric: Metric, combo: Combo, data: Dataset) -> tuple[Res
         posterior = terms.posterior
         codes = posterior.rsample(1)[0].long() if posterior.deterministic and combo.latent.is_codes else None
         kl = None if terms.kl is None else terms.kl.flatten(1).double().mean(0)
-        evaluation = EvaluationPass(negative_elbo(terms), importance_nll(model, test, 2, 2), 1 if posterior.deterministic
-                              else 2, kl, codes, time.perf_counter() - began)
+        evaluation = EvaluationPass(nelbo=negative_elbo(terms), nll=importance_nll(model, test, 2, 2),
+                                    iw_samples=1 if posterior.deterministic else 2, kl=kl, codes=codes,
+                                    seconds=time.perf_counter() - began)
 
     def draw(n: int) -> Samples:
         with torch.no_grad():
             return model.sample(n, data.context(None)).cpu(), None
 
-    scoring = Scoring(model, data, dataclasses.replace(data, test=data.test[:TEST_IMAGES]), torch.device("cpu"), 0,
-                      evaluation, draw)
+    scoring = Scoring(model=model, data=data, test=data, device=torch.device("cpu"), seed=0, evaluation=evaluation,
+                      draw=draw)  # the kit's data holds TEST_IMAGES test images: all of them are scored
     scoring.sample_count = metric.sample_count(scoring)
     if scoring.sample_count > CHEAP_SAMPLES:
         return "skip", f"draws {scoring.sample_count} samples; the kit computes metrics of up to {CHEAP_SAMPLES}"
@@ -434,7 +449,8 @@ def compute(name: str, metric: Metric, combo: Combo, data: Dataset) -> tuple[Res
 
 
 def one_line(exc: Exception) -> str:
-    """An exception as the table shows it; vaereg's own errors are one line already."""
+    """An exception as the table shows it; vaereg's own errors (a failed check, the probe's) are
+    one line already."""
     if isinstance(exc, VaeregError):
         return str(exc)
     first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
@@ -453,12 +469,14 @@ def probe_check(model: VAE, data: Dataset) -> str:
 
 
 def finite_scalar(value: Any, what: str) -> float:
+    """``value`` as a float: a scalar tensor holding a finite number, else a failed check."""
     if not isinstance(value, torch.Tensor) or value.shape != ():
         shape = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         raise CheckFailed(f"{what} is {shape}, not a scalar tensor")
-    if not math.isfinite(float(value.detach())):
-        raise CheckFailed(f"{what} is {float(value.detach())}, not finite")
-    return float(value.detach())
+    number = float(value.detach())
+    if not math.isfinite(number):
+        raise CheckFailed(f"{what} is {number}, not finite")
+    return number
 
 
 def train_step(model: VAE, data: Dataset) -> str:
@@ -538,8 +556,11 @@ def nll_check(model: VAE, data: Dataset) -> str:
         nelbo = negative_elbo(model(batch, 1))
         nll = importance_nll(model, batch, k=2, chunk=2)
     for what, value in (("negative ELBO", nelbo), ("NLL", nll)):
-        if tuple(value.shape) != (TEST_IMAGES,) or not bool(value.isfinite().all()):
-            raise CheckFailed(f"{what} of {TEST_IMAGES} images is {list(value.shape)} with non-finite values "
-                              f"or the wrong shape; expected [{TEST_IMAGES}] finite")
+        if tuple(value.shape) != (TEST_IMAGES,):
+            raise CheckFailed(f"the {what} of {TEST_IMAGES} images has shape {list(value.shape)}; expected "
+                              f"[{TEST_IMAGES}], one per image")
+        if not bool(value.isfinite().all()):
+            bad = int((~value.isfinite()).sum())
+            raise CheckFailed(f"the {what} is not finite for {bad} of {TEST_IMAGES} images")
     return f"NLL {float(nll.mean()):.2f} nats, -ELBO {float(nelbo.mean()):.2f}"
 

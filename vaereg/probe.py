@@ -9,6 +9,7 @@ stream, and puts back every module's mode and buffers: it never changes what tra
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ def shown(shape: tuple[int, ...] | torch.Size) -> str:
 
 
 def device_of(module: nn.Module) -> torch.device:
-    tensor = next(iter([*module.parameters(), *module.buffers()]), None)
+    tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
     return torch.device("cpu") if tensor is None else tensor.device
 
 

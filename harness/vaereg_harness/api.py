@@ -59,7 +59,9 @@ class RunConfig:
 
     def describe(self, combo: Combo) -> dict[str, Any]:
         """What ``combo`` runs with, as the row and the trackers record it: the parts' options,
-        this config, the objective it actually trains with, and every metric it scores with."""
+        this config, the objective it actually trains with, and the metrics it is scored with: the
+        defaults and ``metrics`` (a default that cannot score it, such as class accuracy without
+        labels, leaves its columns null)."""
         return {"parts": combo.options(), **to_dict(self), "objective": recorded_objective(combo),
                 "metrics": metric_names(self.metrics)}
 

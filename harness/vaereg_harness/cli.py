@@ -237,7 +237,7 @@ def main() -> None:
     """vaereg: assemble, train and evaluate variational autoencoders from registered parts."""
 
 
-def metric_names(_ctx, _param, value: tuple[str, ...]) -> tuple[str, ...]:
+def metric_list(_ctx, _param, value: tuple[str, ...]) -> tuple[str, ...]:
     """``--metrics a,b --metrics c`` (or a file's ``metrics = ["a", "b"]``) -> ``("a", "b", "c")``."""
     return tuple(dict.fromkeys(name.strip() for given in value for name in given.split(",") if name.strip()))
 
@@ -265,7 +265,7 @@ def metric_names(_ctx, _param, value: tuple[str, ...]) -> tuple[str, ...]:
                    "a classifier trained on the data set's labels.")
 @click.option("--cache-dir", type=UserPath(path_type=Path), default=None,
               help="Where feature extractors and reference statistics are cached [$VAEREG_CACHE or ~/.cache/vaereg].")
-@click.option("--metrics", multiple=True, callback=metric_names, metavar="NAME[,NAME...]",
+@click.option("--metrics", multiple=True, callback=metric_list, metavar="NAME[,NAME...]",
               help="Metrics to score besides the defaults (NLL, ELBO, FID, class accuracy, latent and codebook use, "
                    "timings): registered metric names, comma-separated or repeated.")
 def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, print_config, iw_samples, iw_chunk,
@@ -366,28 +366,29 @@ def skipped_file(path: Path, why: str) -> None:
     click.echo(f"note: skipped {path}, not a readable results file ({why})", err=True)
 
 
-def describe_latent(entry) -> str:
-    """What a listing shows beside an entry's name: the latent it fits, or what it declares."""
+def declares(entry) -> str:
+    """What a listing shows beside an entry's name: its posterior, the latents it fits, how a
+    data set is named, or how many result columns a metric fills."""
     cls = entry.cls
     if entry.kind == "encoder":
         fills = f", fills {'/'.join(cls.fills)}" if cls.fills else ""
         return f"posterior {cls.posterior.__name__}{fills}"
     if entry.kind in SLOTS or entry.kind == "objective":
-        return f"fits {'/'.join(sorted(cls.latent_kinds))}"
+        return f"serves {'/'.join(sorted(cls.latent_kinds))}"
     if entry.kind == "dataset":
-        return f"--dataset {entry.name}" + (f":{cls.argument}" if getattr(cls, "argument", None) else "")
-    return "columns " + ", ".join(c.name for c in cls.columns)
+        return f"--dataset {entry.name}" + (f":{cls.argument}" if cls.argument else "")
+    return f"{len(cls.columns)} result column(s)"
 
 
 def describe_options(config: type) -> list[dict]:
     """Each option of a ``Config`` dataclass: name, type, range, choices, default."""
-    listed = []
+    listed, defaults = [], to_dict(config())
     for name, kind in field_types(config).items():
         choices = typing.get_args(kind.base) if typing.get_origin(kind.base) is typing.Literal else None
         listed.append({"name": name, "type": "choice" if choices else kind.base.__name__,
                        "choices": list(choices) if choices else None,
                        "range": kind.range.describe() if kind.range is not None else None,
-                       "optional": kind.optional, "default": to_dict(config())[name], "describe": kind.describe()})
+                       "optional": kind.optional, "default": defaults[name], "describe": kind.describe()})
     return listed
 
 
@@ -400,12 +401,17 @@ def first_sentence(doc: str | None) -> str:
 
 def describe_entry(entry) -> dict:
     described = {"kind": entry.kind, "name": entry.name, "description": first_sentence(entry.cls.__doc__),
-                 "declares": describe_latent(entry), "options": describe_options(entry.cls.Config)}
+                 "declares": declares(entry), "options": describe_options(entry.cls.Config)}
     if entry.kind == "metric":
         described["columns"] = [{"name": c.name, "type": c.type.__name__, "unit": c.unit,
                                  "higher_is_better": c.higher_is_better, "description": c.description}
                                 for c in entry.cls.columns]
     return described
+
+
+def describe_column(column: dict) -> str:
+    direction = {True: "higher is better", False: "lower is better", None: ""}[column["higher_is_better"]]
+    return f"{column['name']} ({', '.join(filter(None, (column['type'], column['unit'], direction)))})"
 
 
 def describe_plugins() -> dict:
@@ -457,6 +463,8 @@ def plugins_command(as_json):
             if entry["options"]:
                 options = [f"{o['name']}={json.dumps(o['default'])} ({o['describe']})" for o in entry["options"]]
                 click.echo(f"{'':13}options: {'; '.join(options)}")
+            if entry["kind"] == "metric":
+                click.echo(f"{'':13}columns: {'; '.join(map(describe_column, entry['columns']))}")
         for preset in plugin["presets"]:
             slots = " ".join(f"{k}={v}" for k, v in preset["slots"].items() if k != "objective")
             options = " ".join(f"{g}.{k}={json.dumps(v)}" for g, values in preset["options"].items()

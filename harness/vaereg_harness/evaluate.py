@@ -79,5 +79,5 @@ def evaluate(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 128, pr
     if any_kl:
         kl_sum = collective.all_sum(sum(kls) if kls else torch.zeros(latent.size, dtype=torch.float64, device=device))
         kl = (kl_sum / test.shape[0]).cpu()
-    return EvaluationPass(nelbo=gathered(nelbos, none).cpu(), nll=nll.cpu(), iw_samples=1 if deterministic else iw_samples,
-                    kl=kl, codes=codes, seconds=seconds)
+    return EvaluationPass(nelbo=gathered(nelbos, none).cpu(), nll=nll.cpu(),
+                          iw_samples=1 if deterministic else iw_samples, kl=kl, codes=codes, seconds=seconds)

@@ -35,6 +35,7 @@ TRAILING = [Shown("created_at", "run at (UTC)", "{:%Y-%m-%d %H:%M}")]
 
 
 def shown(column: Column) -> Shown:
+    """How tables show a metric column: its heading (or name) and format (``.4g`` for a float)."""
     spec = column.format or (".4g" if column.type is float else "")
     return Shown(column.name, column.heading or column.name, f"{{:{spec}}}")
 

@@ -68,7 +68,7 @@ def save_figure(draw: Callable[[Figure], None], path: Path, size: tuple[float, f
 
 
 def scatter(rows: list[dict[str, Any]], path: Path) -> Image | None:
-    scored = [r for r in rows if r["nll_nats"] is not None and r["fid"] is not None]
+    scored = [r for r in rows if r.get("nll_nats") is not None and r.get("fid") is not None]
     if not scored:
         return None
 
@@ -148,7 +148,7 @@ def sections(rows: list[dict[str, Any]], figures: Path) -> list[Section]:
     result = []
     for dataset in sorted({r["dataset"] for r in rows}):
         mine = sorted((r for r in rows if r["dataset"] == dataset),
-                      key=lambda r: (r["nll_nats"] is None, r["nll_nats"] or 0.0))
+                      key=lambda r: (r.get("nll_nats") is None, r.get("nll_nats") or 0.0))
         stem = safe_name(dataset)
         plots = [scatter(mine, figures / f"{stem}-nll-fid.png"), training_curves(mine, figures / f"{stem}-curves.png")]
         columns = [c for c in table_columns(mine) if c.name != "dataset"]  # the section names it

@@ -32,6 +32,13 @@ class VampPrior(ForVector, Prior):
                                                       data.width) * 0.5 - 1.0)
 
     @classmethod
+    def mismatch(cls, data: DataSpec, latent: LatentSpec, config: VampConfig) -> str | None:
+        if data.classes:
+            return ("encodes unlabelled pseudo-inputs, which a class-conditional encoder cannot take; drop "
+                    "--condition label, or use a prior that conditions on the class (mog, flow)")
+        return super().mismatch(data, latent, config)
+
+    @classmethod
     def encoder_mismatch(cls, encoder: type[Encoder]) -> str | None:
         if encoder.posterior is not DiagonalGaussian:
             return (f"mixes the encoder's diagonal Gaussians, but its posterior is {encoder.posterior.__name__}; "
