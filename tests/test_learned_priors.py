@@ -174,7 +174,7 @@ def test_a_posthoc_prior_leaves_stage_one_as_a_plain_gaussian_run(digits, tmp_pa
     from vaereg_harness.api import RunConfig, create_model, train_model
     from vaereg_harness.train import TrainConfig
 
-    config = RunConfig(train=TrainConfig(epochs=1, prior_epochs=1, batch_size=256, seed=2, device="cpu"))
+    config = RunConfig(train=TrainConfig(epochs=1, prior_epochs=1, batch_size=256, seed=2, device="cpu", threads=1))
     text = "gaussian+prior=flow" if options else "gaussian+prior=gmm"
     fitted = create_model(text, digits, options, config)
     reports, _ = train_model(fitted, digits, config, tmp_path / "a", progress=False)

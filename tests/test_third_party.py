@@ -48,7 +48,7 @@ def env_with(site: Path) -> dict:
 
 
 def config(epochs: int = 1) -> RunConfig:
-    return RunConfig(train=TrainConfig(epochs=epochs, batch_size=128, seed=5, device="cpu"), iw_samples=4)
+    return RunConfig(train=TrainConfig(epochs=epochs, batch_size=128, seed=5, device="cpu", threads=1), iw_samples=4)
 
 
 def test_vamp_log_prob_is_the_mixture_of_the_encoder_posteriors_at_the_pseudo_inputs(site, digits):
