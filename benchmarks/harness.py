@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from vaereg_harness.api import RunConfig, create_model, load_data, train_model
-from vaereg_harness.evaluate import evaluate
-from vaereg_harness.train import TrainConfig
+from vaereg_harness.metrics.passes import evaluation_pass
+from vaereg_harness.run.config import TrainConfig
 
 
 def main() -> None:
@@ -37,7 +37,8 @@ def main() -> None:
     model = create_model(args.combo, data, config=config)
     began = time.perf_counter()
     if args.nll:
-        result = {"nll": evaluate(model, data, args.nll, 128, progress=False).nll_nats, "images": data.test.shape[0]}
+        nll = evaluation_pass(model, data, args.nll, 128, progress=False).nll_nats
+        result = {"nll": nll, "images": data.test.shape[0]}
     else:
         train_model(model, data, config, args.out, progress=False)
         result = {"images": args.epochs * data.train.shape[0]}

@@ -60,8 +60,8 @@ def measure(task: dict) -> dict:
     """One measurement, in this (fresh) process."""
     from vaereg import DataSpec, discrete
     from vaereg_harness.api import RunConfig, create_model, load_data, train_model
-    from vaereg_harness.evaluate import evaluate
-    from vaereg_harness.train import TrainConfig
+    from vaereg_harness.metrics.passes import evaluation_pass
+    from vaereg_harness.run.config import TrainConfig
     from vaereg_pixelcnn.parts import PixelCNNConfig, PixelCNNPrior
 
     device = task["device"]
@@ -87,7 +87,7 @@ def measure(task: dict) -> dict:
             result["train_images_per_s"] = sum(r.images for r in reports) / sum(r.seconds for r in reports)
         scored = data.test_subset(task.get("images", TEST))
         began = time.perf_counter()
-        evaluate(model, scored, task.get("k", 100), 128, progress=False)
+        evaluation_pass(model, scored, task.get("k", 100), 128, progress=False)
         seconds = time.perf_counter() - began
     return {**result, "eval_seconds": seconds, "eval_images_per_s": scored.test.shape[0] / seconds,
             "peak_mb": peak_mb(device)}

@@ -16,7 +16,7 @@ from vaereg import Context
 from vaereg.combo import resolve
 from vaereg.model import VAE, Batch
 from vaereg.objectives import importance_nll
-from vaereg_harness.evaluate import images_per_pass
+from vaereg_harness.metrics.passes import images_per_pass
 
 K, CHUNK = 1000, 128
 

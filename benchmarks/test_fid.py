@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from benchmarks.conftest import report
-from vaereg_harness.classifier import Classifier, ClassifierConfig
+from vaereg_harness.metrics.classifier import Classifier, ClassifierConfig
 
 
 def test_classifier_feature_extraction(benchmark, digits, short):

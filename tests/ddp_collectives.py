@@ -18,7 +18,7 @@ from torch import nn
 
 from vaereg import collective
 from vaereg.codes import Quantizer
-from vaereg_harness import distributed
+from vaereg_harness.launch import distributed
 
 
 @contextmanager
@@ -95,7 +95,7 @@ def check_gather() -> str:
 def vq_steps(out: Path) -> dict:
     """Train vq with codes restarted often; after every update compare every rank's codebook."""
     from vaereg_harness.api import RunConfig, create_model, load_data, train_model
-    from vaereg_harness.train import TrainConfig
+    from vaereg_harness.run.config import TrainConfig
 
     seen = {"updates": 0, "restarts": 0, "max_difference": 0.0}
     update, restart = Quantizer.update, Quantizer.restart

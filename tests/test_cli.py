@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from tests.conftest import vaereg_cli
-from vaereg_harness.results import read_results
+from vaereg_harness.store.results import read_results
 
 
 def test_eval_writes_a_row_then_results_and_sample_read_it(tmp_path):

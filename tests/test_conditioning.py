@@ -12,7 +12,7 @@ from vaereg import Context
 from vaereg.combo import resolve
 from vaereg.model import VAE, Batch
 from vaereg.objectives import importance_nll
-from vaereg_harness.results import read_results
+from vaereg_harness.store.results import read_results
 
 CONDITIONAL = ["gaussian", "gaussian-mlp", "hierarchical", "nvae", "vq", "vq+pixelcnn"]
 

@@ -71,7 +71,7 @@ def test_a_truncated_gzip_file_is_named(tmp_path):
 
 def test_eval_images_scores_a_fixed_recorded_subset(digits, tmp_path):
     from tests.conftest import vaereg_cli
-    from vaereg_harness.results import read_results
+    from vaereg_harness.store.results import read_results
 
     a, b = digits.test_subset(50), digits.test_subset(50)
     assert a.test.shape[0] == 50 and torch.equal(a.test, b.test) and not torch.equal(a.test, digits.test[:50])

@@ -23,7 +23,7 @@ from vaereg.registry import PluginInfo, build_registry
 from vaereg_harness.api import load_data
 from vaereg_harness.cli import main
 from vaereg_harness.data import dataset_names
-from vaereg_harness.results import read_results
+from vaereg_harness.store.results import read_results
 
 PLUGINS = Path(__file__).parent / "plugins"
 

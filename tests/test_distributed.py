@@ -16,10 +16,11 @@ import torch
 from tests.conftest import vaereg_cli
 from vaereg import collective
 from vaereg.objectives import build_objective
-from vaereg_harness import checkpoint, distributed
 from vaereg_harness.api import RunConfig, create_model
-from vaereg_harness.results import read_results
-from vaereg_harness.train import TrainConfig
+from vaereg_harness.launch import distributed
+from vaereg_harness.run import checkpoint
+from vaereg_harness.run.config import TrainConfig
+from vaereg_harness.store.results import read_results
 
 QUICK = ["--iw-samples", "8", "--no-fid", "--quiet", "--checkpoint-every", "0"]
 

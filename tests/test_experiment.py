@@ -9,8 +9,8 @@ from PIL import Image
 
 from tests.conftest import vaereg_cli
 from vaereg_harness.cli import main
-from vaereg_harness.experiment import option_names
-from vaereg_harness.results import read_results
+from vaereg_harness.cli.experiment import option_names
+from vaereg_harness.store.results import read_results
 
 
 def image_folder(root):

@@ -16,13 +16,15 @@ from PIL import Image
 from tests.conftest import vaereg_cli
 from tests.test_data import idx_folder
 from vaereg import UsageError, VaeregError
-from vaereg_harness import checkpoint, files
-from vaereg_harness import train as train_module
 from vaereg_harness.api import RunConfig, create_model, train_model
 from vaereg_harness.cli import main
 from vaereg_harness.data.folder import load_folder
-from vaereg_harness.results import read_results
-from vaereg_harness.train import TrainConfig, TrainingDiverged
+from vaereg_harness.run import checkpoint
+from vaereg_harness.run import trainer as train_module
+from vaereg_harness.run.config import TrainConfig
+from vaereg_harness.run.trainer import TrainingDiverged
+from vaereg_harness.store import files
+from vaereg_harness.store.results import read_results
 
 
 def grey_folder(root, n=20):

@@ -12,10 +12,10 @@ import torch_fidelity
 from PIL import Image
 
 from tests.conftest import vaereg_cli
-from vaereg_harness.classifier import EXTRACTOR, as_uint8, file_hash, load_classifier, weights_hash
 from vaereg_harness.data import Dataset
-from vaereg_harness.fid import FIDProtocol, ImageSet, protocol_for
-from vaereg_harness.results import read_results
+from vaereg_harness.metrics.classifier import EXTRACTOR, as_uint8, file_hash, load_classifier, weights_hash
+from vaereg_harness.metrics.fid import FIDProtocol, ImageSet, protocol_for
+from vaereg_harness.store.results import read_results
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_extractor_hash_is_of_the_weights_not_the_file(protocol, tmp_path):
 
 
 def test_the_classifier_trains_a_fixed_number_of_steps_whatever_the_data_size():
-    from vaereg_harness.classifier import train_classifier
+    from vaereg_harness.metrics.classifier import train_classifier
 
     steps = []
     images = torch.randint(0, 256, (100, 1, 8, 8), dtype=torch.uint8)  # 2 batches of 64 per epoch

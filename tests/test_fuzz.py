@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from vaereg_harness.api import RunConfig, create_model, train_model
-from vaereg_harness.train import TrainConfig
+from vaereg_harness.run.config import TrainConfig
 
 ROOT = Path(__file__).parent.parent
 

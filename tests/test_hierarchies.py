@@ -15,7 +15,7 @@ from vaereg.combo import resolve
 from vaereg.model import VAE, Batch
 from vaereg.objectives import importance_nll, kl_per_level
 from vaereg.specs import hierarchy
-from vaereg_harness import checkpoint
+from vaereg_harness.run import checkpoint
 from vaereg_nvae.model import residual_normal_kl
 from vaereg_nvae.spectral import SpectralNorms
 from vaereg_objectives.elbo import balanced
@@ -199,7 +199,7 @@ def test_eval_rows_carry_kl_per_level_and_active_units(tmp_path):
                "--quiet", cwd=tmp_path)
     import json
 
-    from vaereg_harness.results import read_results
+    from vaereg_harness.store.results import read_results
 
     rows = {r["combo"]: r for r in read_results(tmp_path / "vaereg-results").to_pylist()}
     ladder, vq2 = rows["hierarchical"], rows["vq2"]

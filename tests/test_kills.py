@@ -9,7 +9,7 @@ import sys
 import time
 
 from tests.conftest import vaereg_cli
-from vaereg_harness.results import read_results
+from vaereg_harness.store.results import read_results
 
 ARGS = ["eval", "--combo", "gaussian-mlp", "--epochs", "8", "--iw-samples", "20", "--no-fid", "--quiet",
         "--checkpoint-every", "0", "--set", "encoder.width=16", "--set", "decoder.width=16"]

@@ -172,7 +172,7 @@ def test_conditional_mixture_weights_and_flow_depend_on_the_label():
 @pytest.mark.parametrize("options", [{"prior": {"fit": "posthoc"}}, {}])
 def test_a_posthoc_prior_leaves_stage_one_as_a_plain_gaussian_run(digits, tmp_path, options):
     from vaereg_harness.api import RunConfig, create_model, train_model
-    from vaereg_harness.train import TrainConfig
+    from vaereg_harness.run.config import TrainConfig
 
     config = RunConfig(train=TrainConfig(epochs=1, prior_epochs=1, batch_size=256, seed=2, device="cpu", threads=1))
     text = "gaussian+prior=flow" if options else "gaussian+prior=gmm"

@@ -7,7 +7,7 @@ import torch
 
 from tests.conftest import vaereg_cli
 from tests.test_registry import env_with, install_plugin
-from vaereg_harness import checkpoint
+from vaereg_harness.run import checkpoint
 
 RECORDER = '''
 """A third-party tracker: appends every record it is given to a file in the run folder."""

@@ -14,8 +14,8 @@ from vaereg.combo import resolve
 from vaereg.registry import get_registry
 from vaereg_harness.api import RunConfig, create_model, train_model
 from vaereg_harness.data import Dataset
-from vaereg_harness.evaluate import evaluate
-from vaereg_harness.train import TrainConfig
+from vaereg_harness.metrics.passes import evaluation_pass
+from vaereg_harness.run.config import TrainConfig
 
 BUILT_IN = {"gaussian", "vq", "pixelcnn", "hierarchical", "nvae", "mixtures", "flows"}
 SMALL = {"encoder": {"width": 8}, "decoder": {"width": 8}, "likelihood": {"width": 8, "features": 8, "layers": 2}}
@@ -63,7 +63,7 @@ def test_every_combination_trains_and_evaluates_or_is_a_one_line_error(text, tin
     config = RunConfig(train=TrainConfig(epochs=1, batch_size=32, device="cpu"))
     model = create_model(text, tiny, options, config)
     train_model(model, tiny, config, tmp_path, progress=False)
-    result = evaluate(model, tiny, iw_samples=2, iw_chunk=2, progress=False)
+    result = evaluation_pass(model, tiny, iw_samples=2, iw_chunk=2, progress=False)
     assert math.isfinite(result.nll_nats) and math.isfinite(result.nelbo_nats)
 
 

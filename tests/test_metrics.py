@@ -23,15 +23,16 @@ from vaereg import registry as registry_module
 from vaereg.combo import resolve
 from vaereg.metrics import EvaluationPass, Scoring, checked_values
 from vaereg.registry import PluginLoadWarning, build_registry, load_registry
-from vaereg_harness import checkpoint
 from vaereg_harness.api import RunConfig, create_model
-from vaereg_harness.evaluate import evaluate
-from vaereg_harness.fid import FIDProtocol, protocol_for
 from vaereg_harness.metrics import DEFAULTS
 from vaereg_harness.metrics import run as metrics_run
+from vaereg_harness.metrics.fid import FIDProtocol, protocol_for
+from vaereg_harness.metrics.passes import evaluation_pass
 from vaereg_harness.metrics.run import build_metrics, score_run
-from vaereg_harness.results import Row, append_row, read_results, refused_metrics, schema
-from vaereg_harness.train import StageReport, TrainConfig
+from vaereg_harness.run import checkpoint
+from vaereg_harness.run.config import TrainConfig
+from vaereg_harness.run.trainer import StageReport
+from vaereg_harness.store.results import Row, append_row, read_results, refused_metrics, schema
 
 PLUGINS = Path(__file__).parent / "plugins"
 
@@ -77,7 +78,7 @@ def test_the_default_row_has_todays_columns_and_values_that_reduce_the_one_pass(
     assert json.loads(row["config"])["metrics"] == list(DEFAULTS)
     # the same pass, run again here from the checkpoint with the run's seed
     scored = digits.test_subset(120)
-    again = evaluate(rebuilt(row), scored, 2, 128, progress=False, seed=0)
+    again = evaluation_pass(rebuilt(row), scored, 2, 128, progress=False, seed=0)
     assert row["nll_nats"] == pytest.approx(again.nll.mean().item(), rel=1e-6)
     assert row["nelbo_nats"] == pytest.approx(again.nelbo.mean().item(), rel=1e-6)
     assert row["nll_bpd"] == pytest.approx(again.nll.mean().item() / (64 * math.log(2)), rel=1e-6)
@@ -100,7 +101,8 @@ def test_the_metrics_share_one_encoding_per_batch_and_one_draw_of_samples(digits
     real_draw = metrics_run.draw_samples
     monkeypatch.setattr(metrics_run, "draw_samples", lambda *a, **k: draws.append(a[2]) or real_draw(*a, **k))
     scored = labelled.test_subset(40)
-    values = score_run(model, labelled, scored, config, reports=[StageReport("autoencoder", 2.0, 500)],
+    metrics = build_metrics(config.metrics, labelled, model.combo)
+    values = score_run(model, metrics, labelled, scored, config, reports=[StageReport("autoencoder", 2.0, 500)],
                        fid=protocol, progress=False)
     assert len(encodes) == 5  # 40 images, 8 per pass on a CPU with 128 draws a chunk: each encoded once
     assert draws == [100]  # FID and class accuracy want 100 samples, the timing 64: one draw of 100
@@ -109,7 +111,7 @@ def test_the_metrics_share_one_encoding_per_batch_and_one_draw_of_samples(digits
     assert values["condition_accuracy"] == protocol.label_accuracy(images, labels)
     assert values["fid_samples"] == 100 and values["fid_floor"] == protocol.floor
     assert values["train_images_per_s"] == 250 and values["iw_samples"] == 300
-    assert values["nll_nats"] == evaluate(model, scored, 300, 128, progress=False, seed=0).nll_nats
+    assert values["nll_nats"] == evaluation_pass(model, scored, 300, 128, progress=False, seed=0).nll_nats
     left_out = {"codebook_perplexity", "codebook_usage"}  # a Gaussian latent has no codes
     expected = {c.name for name in DEFAULTS for c in registry_module.get_registry().get("metric", name).cls.columns}
     assert set(values) == expected - left_out - {"fid_note"}  # a note only says why there is no FID
@@ -211,7 +213,7 @@ def store_row(combo: str, **scores) -> Row:
 
 
 def test_results_sort_in_each_columns_direction_and_the_report_shows_plugin_columns(toy, tmp_path):
-    from vaereg_harness.report import write_report
+    from vaereg_harness.store.report import write_report
 
     store = tmp_path / "vaereg-results"
     append_row(store, store_row("a", nll_nats=3.0, train_images_per_s=10.0, recon_psnr=20.0))

@@ -233,7 +233,7 @@ def test_the_probe_leaves_the_random_stream_weights_buffers_and_modes_as_they_we
 def test_training_with_the_probe_gives_the_weights_training_without_it_gives(tiny, tmp_path, monkeypatch):
     from vaereg_harness import api
     from vaereg_harness.api import RunConfig, create_model, train_model
-    from vaereg_harness.train import TrainConfig
+    from vaereg_harness.run.config import TrainConfig
 
     config = RunConfig(train=TrainConfig(epochs=1, batch_size=8, device="cpu", threads=1))  # bitwise repeatable
     options = {"encoder": {"width": 8}}

@@ -94,7 +94,7 @@ def test_third_party_plugin_is_discovered_and_used_in_a_combo(tmp_path):
         "--epochs", "1", "--iw-samples", "4", "--quiet", cwd=tmp_path, env=env,
     )
     assert "halfvae" in proc.stdout and "gaussian+halfbern" in proc.stdout
-    from vaereg_harness.results import read_results
+    from vaereg_harness.store.results import read_results
 
     rows = read_results(tmp_path / "vaereg-results").to_pylist()
     assert {r["combo"] for r in rows} == {"halfvae", "gaussian+halfbern"}

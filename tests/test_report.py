@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import vaereg_cli
-from vaereg_harness.leaderboard import table_columns
-from vaereg_harness.results import read_results
+from vaereg_harness.store.leaderboard import table_columns
+from vaereg_harness.store.results import read_results
 
 
 class Page(HTMLParser):

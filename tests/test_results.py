@@ -13,7 +13,7 @@ import pytest
 
 from vaereg.registry import get_registry
 from vaereg_harness.metrics import DEFAULTS
-from vaereg_harness.results import FIXED, Row, append_row, read_results, recorded, schema
+from vaereg_harness.store.results import FIXED, Row, append_row, read_results, recorded, schema
 
 PARQUET = {int: pa.int64(), float: pa.float64(), str: pa.string()}
 
@@ -71,7 +71,7 @@ WRITER = """
 import sys
 from pathlib import Path
 from tests.test_results import row
-from vaereg_harness.results import append_row
+from vaereg_harness.store.results import append_row
 for i in range(int(sys.argv[2])):
     append_row(Path(sys.argv[1]), row(i, combo=sys.argv[3]))
 """

@@ -22,8 +22,8 @@ from vaereg.model import Batch
 from vaereg.objectives import build_objective
 from vaereg_harness.api import RunConfig, create_model, train_model
 from vaereg_harness.logs import MetricsLog
-from vaereg_harness.results import read_results
-from vaereg_harness.train import TrainConfig
+from vaereg_harness.run.config import TrainConfig
+from vaereg_harness.store.results import read_results
 
 PLUGINS = Path(__file__).parent / "plugins"
 PACKAGES = ("vaereg_refvamp", "vaereg_emmix", "vaereg_scaledkl", "vaereg_latentgan")
@@ -98,7 +98,7 @@ def test_em_prior_trains_stage_one_against_the_stand_in_then_fits_by_em(site, di
 
 
 def test_em_log_likelihood_never_decreases(site, digits, tmp_path):
-    from vaereg_harness.train import Trainer
+    from vaereg_harness.run.trainer import Trainer
 
     model = create_model("gaussian+prior=emmix", digits, {"prior": {"components": 6, "iterations": 40}},
                          config(1))
@@ -144,7 +144,7 @@ def test_a_plugin_objective_runs_from_a_preset_on_the_command_line(site, tmp_pat
 
 
 def test_every_step_of_an_adversarial_objective_takes_its_gradient_before_any_optimiser_moves(site, digits):
-    from vaereg_harness.train import update
+    from vaereg_harness.run.trainer import update
 
     model = create_model("gaussian-mlp+objective=latentgan", digits, config=config())
     objective = build_objective(model.combo)
@@ -197,7 +197,7 @@ class StopAtEpoch(MetricsLog):
 
 
 def test_a_resumed_adversarial_run_equals_an_uninterrupted_one(site, digits, tmp_path):
-    from vaereg_harness.train import Trainer
+    from vaereg_harness.run.trainer import Trainer
 
     run = RunConfig(train=TrainConfig(epochs=2, batch_size=256, seed=2, device="cpu", checkpoint_every=0),
                     objective={"hidden": 8})

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from tests.conftest import vaereg_cli
-from vaereg_harness import threads
-from vaereg_harness.results import read_results
+from vaereg_harness.launch import threads
+from vaereg_harness.store.results import read_results
 
 
 @pytest.fixture

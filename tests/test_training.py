@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from vaereg.model import Batch
-from vaereg_harness import checkpoint
-from vaereg_harness import train as train_module
 from vaereg_harness.api import RunConfig, create_model, run_dir, train_model
-from vaereg_harness.train import TrainConfig, TrainingDiverged
+from vaereg_harness.run import checkpoint
+from vaereg_harness.run import trainer as train_module
+from vaereg_harness.run.config import TrainConfig
+from vaereg_harness.run.trainer import TrainingDiverged
 from vaereg_objectives.elbo import ELBO
 
 

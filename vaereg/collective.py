@@ -3,7 +3,7 @@ gradient: an EMA codebook all-reduces its sums and counts right before its updat
 reduces its sufficient statistics, BatchNorm reduces its batch moments. Every function is the
 identity in a single process, so a part calls them unconditionally.
 
-The process group itself is the harness's business (``vaereg_harness.distributed``)."""
+The process group itself is the harness's business (``vaereg_harness.launch.distributed``)."""
 
 from __future__ import annotations
 

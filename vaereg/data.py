@@ -5,9 +5,9 @@ optional ground-truth factors, and the ``DataSource`` plugin that loads or gener
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -45,6 +45,8 @@ class Dataset:
     test_labels: Tensor | None = None
     binarize: bool = False
     factors: Factors | None = None
+    #: The data set's options that differ from its defaults, as it was loaded (part of a run's key).
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_model(self, stored: Tensor, *, train: bool) -> Tensor:
         """Model input ``intensity / (intensities - 1)`` in [0, 1] for a batch of stored values."""
@@ -120,9 +122,9 @@ def dataset_problem(data: object) -> str | None:
     if not isinstance(spec, DataSpec):
         return f"spec is a {type(spec).__name__}, not a vaereg.DataSpec"
     sizes = {"channels": spec.channels, "height": spec.height, "width": spec.width}
-    for field, value in sizes.items():
+    for name, value in sizes.items():
         if type(value) is not int or value < 1:
-            return f"spec.{field} is {value!r}; it is a positive integer"
+            return f"spec.{name} is {value!r}; it is a positive integer"
     if type(spec.classes) is not int or spec.classes < 0:
         return f"spec.classes is {spec.classes!r}; it is an integer >= 0 (0: unconditional)"
     if type(spec.intensities) is not int or not 2 <= spec.intensities <= 256:

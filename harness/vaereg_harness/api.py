@@ -1,82 +1,45 @@
-"""The Python API, and the path the command line takes: load data, create a model from a combo
-string, train it, evaluate it into a results row.
+"""The Python API: the path the command line takes, for notebooks and scripts too. Load data,
+plan a run (the combo resolved once, with its options, metrics and folder), build its model,
+train it and evaluate it into a results row.
 
     from pathlib import Path
-    from vaereg_harness.api import RunConfig, create_model, evaluate_model, load_data, train_model
-    from vaereg_harness.train import TrainConfig
+    from vaereg_harness.api import RunConfig, TrainConfig, create_model, evaluate_model, load_data, train_model
 
     data = load_data("digits", condition="label")
     config = RunConfig(train=TrainConfig(epochs=5), iw_samples=100)
     model = create_model("gaussian", data, config=config)
     reports, checkpoint = train_model(model, data, config, out=Path("runs"))
     row = evaluate_model(model, data, config, out=Path("runs"), reports=reports)
+
+or, one run planned once and handed down: ``evaluate_run(plan("gaussian", data, config=config))``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import torch
 
-from vaereg import Range, __version__
-from vaereg.combo import Combo, resolve
-from vaereg.config import check, to_dict
+from vaereg.data import Dataset
 from vaereg.model import VAE
 from vaereg.objectives import build_objective
-from vaereg.probe import probe
 from vaereg_harness import data as datasets
-from vaereg_harness import distributed, memory, threads
-from vaereg_harness.data import Dataset, safe_name
-from vaereg_harness.fid import FIDProtocol
-from vaereg_harness.images import save_grid
+from vaereg_harness.launch import distributed
 from vaereg_harness.logs import MetricsLog, logger_class
-from vaereg_harness.metrics.run import build_metrics, metric_names, score_run
-from vaereg_harness.metrics.samples import draw_samples, sample_context  # noqa: F401 (the API's names)
-from vaereg_harness.results import Row
-from vaereg_harness.train import StageReport, TrainConfig, Trainer, pick_device, seed_everything
+from vaereg_harness.metrics.fid import FIDProtocol
+from vaereg_harness.metrics.samples import draw_samples, sample_context
+from vaereg_harness.run import memory
+from vaereg_harness.run.build import build
+from vaereg_harness.run.config import RunConfig, TrainConfig
+from vaereg_harness.run.evaluate import evaluate, save_grids
+from vaereg_harness.run.plan import Run, plan, recorded_objective, run_key
+from vaereg_harness.run.trainer import StageReport, Trainer
+from vaereg_harness.store.results import Row
 
-
-@dataclass
-class RunConfig:
-    """Everything a run was asked for; serialised into the results row's ``config``."""
-
-    train: TrainConfig = field(default_factory=TrainConfig)
-    objective: dict[str, Any] = field(default_factory=dict)  # the user's objective.* options
-    iw_samples: Annotated[int, Range(1, 1_000_000)] = 1000
-    iw_chunk: Annotated[int, Range(1, 65536)] = 128
-    fid_samples: Annotated[int, Range(2, 100_000)] = 1000
-    eval_images: Annotated[int, Range(1, 100_000_000)] | None = None  # a fixed subset of the test split
-    metrics: tuple[str, ...] = ()  # metrics added to the defaults (--metrics)
-
-    def __post_init__(self) -> None:
-        check(self, what="option")
-
-    def describe(self, combo: Combo) -> dict[str, Any]:
-        """What ``combo`` runs with, as the row and the trackers record it: the parts' options,
-        this config, the objective it actually trains with, and the metrics it is scored with: the
-        defaults and ``metrics`` (a default that cannot score it, such as class accuracy without
-        labels, leaves its columns null)."""
-        return {"parts": combo.options(), **to_dict(self), "objective": recorded_objective(combo),
-                "metrics": metric_names(self.metrics)}
-
-
-def recorded_objective(combo: Combo) -> dict[str, Any]:
-    """The objective as rows and run keys record it. The built-in ``elbo`` and ``iwae`` keep the
-    fields plugin API 2's one objective had (``iw_k`` 1 for the ELBO), so run folders and rows
-    written before objectives were plugins are still found; any other objective is its name
-    and its options."""
-    options = to_dict(combo.configs["objective"])
-    if combo.objective.name == "elbo":
-        return {**options, "iw_k": 1}
-    if combo.objective.name == "iwae":
-        return {"beta": 1.0, "warmup": 0.0, "free_bits": 0.0, "kl_balance": False, **options}
-    return combo.objective_options()
+__all__ = ["Dataset", "Row", "Run", "RunConfig", "StageReport", "TrainConfig", "build", "create_model", "draw_samples",
+           "evaluate_combo", "evaluate_model", "evaluate_run", "load_data", "plan", "recorded_objective",
+           "run_dir", "run_key", "sample_context", "save_grids", "train_model", "train_run"]
 
 
 def load_data(name: str = "digits", root: str | Path = "data", *, download: bool = False,
@@ -91,132 +54,64 @@ def load_data(name: str = "digits", root: str | Path = "data", *, download: bool
     return datasets.load_data(name, root, download=download, options=options, flags=flags).conditioned(condition)
 
 
-def run_key(data: Dataset, combo: Combo, config: RunConfig) -> str:
-    """A hash of everything that shapes the trained model: data set, combo, part options,
-    training options (the device resolved) and objective. Evaluation options are left out,
-    so scoring a trained run again (another K, FID on or off) finds its checkpoint."""
-    train = {**to_dict(config.train), "device": pick_device(config.train.device).type}
-    for how in ("threads", "checkpoint_every"):  # how it runs, not what it computes
-        del train[how]
-    shaped = {"dataset": data.spec.name, "classes": data.spec.classes, "combo": combo.text,
-              "parts": combo.options(), "train": train, "objective": recorded_objective(combo)}
-    return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:10]
-
-
-def run_dir(out: Path, data: Dataset, combo: Combo, config: RunConfig) -> Path:
-    """``out/<dataset>-<combo>[-label]-seed<S>-<run_key>``: runs that differ in any setting
-    never share a folder; the same settings find it again (``--resume``)."""
-    conditioned = "-label" if data.spec.classes else ""
-    readable = safe_name(f"{data.spec.name}-{combo.text}{conditioned}")[:120]
-    return out / f"{readable}-seed{config.train.seed}-{run_key(data, combo, config)}"
+def run_dir(out: Path, data: Dataset, combo, config: RunConfig) -> Path:
+    """The folder a run of the resolved ``combo`` writes under ``out`` (``Run.folder``)."""
+    return Run.of(combo, data, config, out).folder
 
 
 def create_model(text: str, data: Dataset, options: dict[str, dict[str, Any]] | None = None,
                  config: RunConfig | None = None) -> VAE:
-    """Resolve and check ``text`` with the part ``options`` (slot -> field -> value) and the
-    objective (before anything is built), then build it, seeded, on the configured device, and
-    probe it on two images of ``data`` (``vaereg.probe``: a broken part contract is a usage
-    error naming the plugin; the random stream is left as it was)."""
-    config = config or RunConfig()
-    combo = resolve(text, data.spec, {**(options or {}), "objective": config.objective})
-    device = pick_device(config.train.device)
-    threads.configure(config.train.threads)
-    seed_everything(config.train)
-    model = VAE(combo).to(device)
-    probe(model, data)
-    return model
+    """Resolve and check ``text`` with the part ``options`` (slot -> option -> value) and the
+    config's objective options, then build it, seeded, on the configured device, and probe it on
+    two images of ``data`` (a broken part contract is a usage error naming the plugin)."""
+    return build(plan(text, data, options, config))
+
+
+def train_run(model: VAE, run: Run, *, resume: bool = False, progress: bool = True,
+              log: tuple[str, ...] = ()) -> tuple[list[StageReport], Path]:
+    """Train every stage of ``run``'s model. The checkpoint and ``metrics.jsonl`` go to its
+    folder; ``log`` names more trackers (``tensorboard``, or a plugin's). Under torchrun every
+    rank trains and rank 0 alone writes."""
+    loggers = []
+    if distributed.current().writer:
+        described = {"combo": run.combo.text, "world_size": distributed.current().size, **run.describe()}
+        loggers = [MetricsLog(run.folder, described, resume=resume)]
+        loggers += [logger_class(name)(run.folder, described) for name in log]
+    trainer = Trainer(model, run.data, run.config.train, build_objective(run.combo), run.checkpoint, progress,
+                      loggers)
+    return trainer.run(resume=resume), run.checkpoint
 
 
 def train_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, resume: bool = False,
                 progress: bool = True, log: tuple[str, ...] = ()) -> tuple[list[StageReport], Path]:
-    """Train every stage the parts declare. The checkpoint and ``metrics.jsonl`` go to the run
-    folder under ``out``; ``log`` names more trackers (``tensorboard``, or a plugin's). Under
-    torchrun every rank trains and rank 0 alone writes."""
-    folder = run_dir(out, data, model.combo, config)
-    described = {"combo": model.combo.text, "world_size": distributed.current().size,
-                 **config.describe(model.combo)}
-    loggers = []
-    if distributed.current().writer:
-        loggers = [MetricsLog(folder, described, resume=resume)]
-        loggers += [logger_class(name)(folder, described) for name in log]
-    trainer = Trainer(model, data, config.train, build_objective(model.combo), folder / "checkpoint.pt",
-                      progress, loggers)
-    return trainer.run(resume=resume), folder / "checkpoint.pt"
-
-
-def save_grids(model: VAE, data: Dataset, folder: Path, seed: int = 0) -> dict[str, str | None]:
-    """PNG grids in ``folder``: samples (one row per class for a conditional model) as sampled
-    pixels and as the likelihood's mean images for the same latents, and test reconstructions
-    (originals above). Under torchrun every rank draws its share and rank 0 alone writes; the
-    other ranks return nothing."""
-    model.eval()
-    rows = min(data.spec.classes, 16)
-    shown, per_class = (8 * rows, 8) if rows else (64, None)
-    means = draw_samples(model, data, shown, per_class, mean=True, seed=seed + 1)[0]
-    grid = draw_samples(model, data, shown, per_class, seed=seed + 1)[0]
-    if not distributed.current().writer:
-        return {}
-    device = next(model.parameters()).device
-    labels16 = data.test_labels[:16].to(device) if data.spec.classes else None
-    test = data.batch(data.test[:16].to(device), labels16, train=False)
-    with distributed.seeded(seed, "reconstruct"):
-        pairs = torch.cat([test.x.cpu(), model.reconstruct(test).cpu()])
-    return {
-        "samples_png": str(save_grid(grid, folder / "samples.png", cols=8 if rows else None)),
-        "samples_mean_png": str(save_grid(means, folder / "samples-mean.png", cols=8 if rows else None)),
-        "reconstructions_png": str(save_grid(pairs, folder / "reconstructions.png", cols=test.x.shape[0])),
-    }
+    """``train_run`` for a model from ``create_model``, its run folder under ``out``."""
+    return train_run(model, Run.of(model.combo, data, config, out), resume=resume, progress=progress, log=log)
 
 
 def evaluate_model(model: VAE, data: Dataset, config: RunConfig, out: Path, *, reports: list[StageReport],
                    fid: FIDProtocol | str | None = None, progress: bool = True) -> Row | None:
-    """Evaluate a trained model on the test split into a results row (not yet written).
-    ``fid``: how to compute FID, or a note saying why there is none, or None when not asked.
-    Its metric columns are the run's metrics' (``config.metrics`` added to the defaults).
-    Under torchrun every rank scores its share; rank 0 returns the row, the others None."""
+    """Evaluate a trained model on the test split into a results row (not yet written), with the
+    run's metrics (``config.metrics`` added to the defaults). ``fid``: how to compute FID, or a
+    note saying why there is none, or None when not asked. Under torchrun every rank scores its
+    share; rank 0 returns the row, the others None."""
     memory.check_run(model, config.iw_chunk, config.fid_samples if isinstance(fid, FIDProtocol) else None)
-    scored = data.test_subset(config.eval_images)
-    scores = score_run(model, data, scored, config, reports=reports, fid=fid, progress=progress)
-    folder = run_dir(out, data, model.combo, config)
-    grids = save_grids(model, data, folder, seed=config.train.seed)
-    world = distributed.current()
-    if not world.writer:
-        return None
-    combo = model.combo
-    return Row(
-        run_id=uuid.uuid4().hex,
-        created_at=datetime.now(UTC),
-        combo=combo.text,
-        parts=json.dumps({slot: entry.describe() for slot, entry in combo.parts.items()}),
-        config=json.dumps(config.describe(combo)),
-        run_dir=str(folder),
-        config_hash=run_key(data, combo, config),
-        dataset=data.spec.name,
-        seed=config.train.seed,
-        device=str(next(model.parameters()).device),
-        threads=threads.current().describe() if threads.current() else None,
-        world_size=world.size,
-        batch_size=config.train.batch_size,
-        epochs=config.train.epochs,
-        condition="label" if data.spec.classes else None,
-        eval_images=scored.test.shape[0] if scored is not data else None,
-        **grids,
-        status="ok",
-        vaereg_version=__version__,
-        torch_version=torch.__version__,
-        scores=scores,
-    )
+    return evaluate(model, Run.of(model.combo, data, config, out), reports, fid=fid, progress=progress)
+
+
+def evaluate_run(run: Run, *, fid: FIDProtocol | str | None = None, resume: bool = False, progress: bool = True,
+                 log: tuple[str, ...] = (), probed: bool = False) -> Row | None:
+    """Build, train and evaluate one planned run: what ``vaereg eval`` does for each run (under
+    torchrun: the row on rank 0, None on the others). ``probed``: its combo was probed already."""
+    model = build(run, probed=probed)
+    memory.check_run(model, run.config.iw_chunk, run.config.fid_samples if isinstance(fid, FIDProtocol) else None)
+    if next(model.parameters()).device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    reports, _ = train_run(model, run, resume=resume, progress=progress, log=log)
+    return evaluate(model, run, reports, fid=fid, progress=progress)
 
 
 def evaluate_combo(text: str, data: Dataset, options: dict[str, dict[str, Any]], config: RunConfig, out: Path, *,
                    fid: FIDProtocol | str | None = None, resume: bool = False, progress: bool = True,
                    log: tuple[str, ...] = ()) -> Row | None:
-    """Create, train and evaluate one combo: what ``vaereg eval`` does for each ``--combo``
-    (under torchrun: the row on rank 0, None on the others)."""
-    model = create_model(text, data, options, config)
-    build_metrics(config.metrics, data, model.combo)  # a metric that cannot score it stops it before training
-    memory.check_run(model, config.iw_chunk, config.fid_samples if isinstance(fid, FIDProtocol) else None)
-    if next(model.parameters()).device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    reports, _ = train_model(model, data, config, out, resume=resume, progress=progress, log=log)
-    return evaluate_model(model, data, config, out, reports=reports, fid=fid, progress=progress)
+    """``evaluate_run`` of ``text`` planned on ``data``, its folder under ``out``."""
+    return evaluate_run(plan(text, data, options, config, out), fid=fid, resume=resume, progress=progress, log=log)

@@ -5,12 +5,13 @@ data and checks it once (``vaereg.data.check_dataset``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
 
 from vaereg import UsageError
-from vaereg.config import field_types, from_dict
+from vaereg.config import field_types, from_dict, to_dict
 from vaereg.data import Dataset, check_dataset
 from vaereg.registry import get_registry
 
@@ -45,4 +46,6 @@ def load_data(text: str, root: str | Path = "data", *, download: bool = False,
     given = {key: value for key, value in (flags or {}).items() if key in declared} | (options or {})
     config = from_dict(source.Config, given, what=f"dataset {name!r}")
     data = source(config).load(Path(root), download=download, argument=argument if colon else None)
-    return check_dataset(data, f"dataset {name!r} (plugin {entry.plugin!r})")
+    data = check_dataset(data, f"dataset {name!r} (plugin {entry.plugin!r})")
+    defaults = to_dict(source.Config())
+    return dataclasses.replace(data, options={k: v for k, v in to_dict(config).items() if v != defaults[k]})

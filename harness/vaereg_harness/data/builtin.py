@@ -16,7 +16,7 @@ from vaereg import DataSource, DataSpec, UsageError, hookimpl
 from vaereg.data import Dataset
 from vaereg_harness.data.folder import FolderConfig, load_folder
 from vaereg_harness.data.idx import load_idx_set
-from vaereg_harness.files import check_path_name
+from vaereg_harness.store.files import check_path_name
 
 VAEREG_PLUGIN_API = 3
 

@@ -1,6 +1,6 @@
 """The built-in metrics, registered through ``register_metrics`` exactly as a third party's
 metrics are. They are the defaults every ``vaereg eval`` scores (``--metrics`` adds others),
-and each reduces what the run's one evaluation pass (``vaereg_harness.evaluate``) and one
+and each reduces what the run's one evaluation pass (``vaereg_harness.metrics.passes``) and one
 shared draw of samples produce, rather than running the model again.
 
 ``run`` resolves the metrics of a run and scores it; ``samples`` draws from a model."""

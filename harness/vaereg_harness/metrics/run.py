@@ -13,17 +13,17 @@ from vaereg.data import Dataset
 from vaereg.metrics import Metric, checked_values
 from vaereg.model import VAE
 from vaereg.registry import get_registry
-from vaereg_harness import distributed
-from vaereg_harness.evaluate import evaluate
+from vaereg_harness.launch import distributed
 from vaereg_harness.metrics import DEFAULTS
+from vaereg_harness.metrics.passes import evaluation_pass
 from vaereg_harness.metrics.samples import draw_samples
 from vaereg_harness.metrics.scoring import RunScoring
-from vaereg_harness.results import refused_metrics
+from vaereg_harness.store.results import refused_metrics
 
 if TYPE_CHECKING:
     from vaereg_harness.api import RunConfig
-    from vaereg_harness.fid import FIDProtocol
-    from vaereg_harness.train import StageReport
+    from vaereg_harness.metrics.fid import FIDProtocol
+    from vaereg_harness.run.trainer import StageReport
 
 
 def metric_names(added: Sequence[str]) -> list[str]:
@@ -55,14 +55,13 @@ def build_metrics(added: Sequence[str], data: Dataset, combo: Combo) -> dict[str
     return built
 
 
-def score_run(model: VAE, data: Dataset, scored: Dataset, config: RunConfig, *, reports: list[StageReport],
-              fid: FIDProtocol | str | None, progress: bool) -> dict[str, Any]:
+def score_run(model: VAE, metrics: dict[str, Metric], data: Dataset, scored: Dataset, config: RunConfig, *,
+              reports: list[StageReport], fid: FIDProtocol | str | None, progress: bool) -> dict[str, Any]:
     """Score the trained ``model`` with the run's metrics over the test images of ``scored``:
     the evaluation pass and the shared draw of samples on every process, then each metric on
     the writer. Returns column -> value on the writer, nothing on the other ranks."""
-    metrics = build_metrics(config.metrics, data, model.combo)
     seed = config.train.seed
-    evaluation = evaluate(model, scored, config.iw_samples, config.iw_chunk, progress, seed=seed)
+    evaluation = evaluation_pass(model, scored, config.iw_samples, config.iw_chunk, progress, seed=seed)
     scoring = RunScoring(model=model, data=data, test=scored, device=next(model.parameters()).device, seed=seed,
                          evaluation=evaluation, draw=lambda n: draw_samples(model, data, n, seed=seed),
                          config=config, reports=reports, fid=fid)

@@ -1,6 +1,6 @@
 """How good the model's samples are: FID against the test split, with its protocol and floor,
 and how often a conditional sample lands in its class. Both read the run's one shared draw of
-samples; the FID protocol (extractor, cache) is the harness's (``vaereg_harness.fid``)."""
+samples; the FID protocol (extractor, cache) is the harness's (``vaereg_harness.metrics.fid``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from vaereg.combo import Combo
 from vaereg.data import Dataset
 from vaereg.metrics import Column, Metric
-from vaereg_harness.fid import FIDProtocol
+from vaereg_harness.metrics.fid import FIDProtocol
 from vaereg_harness.metrics.scoring import RunScoring
 
 

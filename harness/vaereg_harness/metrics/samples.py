@@ -8,7 +8,7 @@ from vaereg import collective
 from vaereg.context import Context
 from vaereg.data import Dataset
 from vaereg.model import VAE
-from vaereg_harness import distributed
+from vaereg_harness.launch import distributed
 
 
 def sample_context(data: Dataset, n: int, device: torch.device, per_class: int | None = None) -> Context:

@@ -10,8 +10,8 @@ from vaereg.metrics import Scoring
 
 if TYPE_CHECKING:
     from vaereg_harness.api import RunConfig
-    from vaereg_harness.fid import FIDProtocol
-    from vaereg_harness.train import StageReport
+    from vaereg_harness.metrics.fid import FIDProtocol
+    from vaereg_harness.run.trainer import StageReport
 
 
 @dataclass(kw_only=True)

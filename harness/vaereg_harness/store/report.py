@@ -1,7 +1,7 @@
 """``vaereg report``: one self-contained HTML page and its Markdown twin from a results store
 and the run folders its rows name. Per data set: a leaderboard sortable by any column, NLL
 against FID, the training curves of the metrics logs, and the sample and reconstruction grids
-side by side. The leaderboard's columns are ``vaereg results``' (``vaereg_harness.leaderboard``),
+side by side. The leaderboard's columns are ``vaereg results``' (``vaereg_harness.store.leaderboard``),
 plugin metrics' included. Figures are drawn with matplotlib; the page embeds every image, so it opens from
 disk with no server, and ``report.md`` links the same images from ``figures/``."""
 
@@ -20,9 +20,9 @@ from matplotlib.figure import Figure
 
 from vaereg import UsageError
 from vaereg_harness.data import safe_name
-from vaereg_harness.files import atomic_write
-from vaereg_harness.leaderboard import Shown, table_columns
-from vaereg_harness.results import read_results
+from vaereg_harness.store.files import atomic_write
+from vaereg_harness.store.leaderboard import Shown, table_columns
+from vaereg_harness.store.results import read_results
 
 GRIDS = [("samples_png", "samples (sampled pixels)"), ("samples_mean_png", "samples (likelihood mean)"),
          ("reconstructions_png", "reconstructions (originals above)")]

@@ -33,8 +33,8 @@ import pyarrow.parquet as pq
 from vaereg import VaeregError
 from vaereg.metrics import Column
 from vaereg.registry import PluginLoadWarning, get_registry
-from vaereg_harness.files import atomic_write
 from vaereg_harness.metrics import DEFAULTS
+from vaereg_harness.store.files import atomic_write
 
 SCHEMA_VERSION = 5  # 5: metric columns come from the registered metrics' declarations
 

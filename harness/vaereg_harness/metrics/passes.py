@@ -15,7 +15,7 @@ from vaereg.data import Dataset
 from vaereg.metrics import EvaluationPass
 from vaereg.model import VAE
 from vaereg.objectives import importance_nll, negative_elbo
-from vaereg_harness import distributed, threads
+from vaereg_harness.launch import distributed, threads
 
 
 def images_per_pass(device: torch.device, iw_chunk: int) -> int:
@@ -32,7 +32,7 @@ def gathered(values: list[Tensor], empty: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 128, progress: bool = True, *,
+def evaluation_pass(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 128, progress: bool = True, *,
              seed: int = 0) -> EvaluationPass:
     """One pass over ``data.test``: each batch is encoded once, and its posterior serves one
     draw (negative ELBO; KL per dimension, or the codes of a point mass) and the

@@ -1,12 +1,11 @@
-"""Training: the stages the parts declare, run in order. The autoencoder always trains first
-(against the prior, or its stand-in when the prior is fitted after it); a prior fitted after
-it then trains by gradient on the frozen encoder's latents (PixelCNN) or fits them itself
-(EM). A checkpoint is written after an epoch (every ``checkpoint_every`` seconds) and after a
-fit.
+"""The trainer: runs the declared stages in order (``vaereg_harness.run.stages``), each epoch
+of a gradient stage one update of every optimiser its objective declares per batch. A
+checkpoint is written after an epoch (every ``checkpoint_every`` seconds), after each stage's
+last epoch and after a fit; ``--resume`` continues from it exactly.
 
 Under torchrun every rank runs the same stages: each step's global batch is split among the
 ranks, DDP averages the gradients of the stage's module, and rank 0 alone writes
-(``vaereg_harness.distributed``)."""
+(``vaereg_harness.launch.distributed``)."""
 
 from __future__ import annotations
 
@@ -16,21 +15,23 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from vaereg import Range, UsageError, VaeregError, collective
-from vaereg.config import check
+from vaereg import UsageError, VaeregError, collective
+from vaereg.data import Dataset
 from vaereg.model import VAE
 from vaereg.objectives import Objective, Step
-from vaereg_harness import checkpoint, distributed, threads
-from vaereg_harness.data import Dataset
+from vaereg_harness.launch import distributed, threads
 from vaereg_harness.logs import Logger
+from vaereg_harness.run import checkpoint
+from vaereg_harness.run.config import TrainConfig
+from vaereg_harness.run.stages import STAGES, AutoencoderStage, GradientStage
 
-LATENT_CHUNK = 512  # training images encoded at a time for a prior fitted after the autoencoder
+LATENT_CHUNK = 512  # training images encoded at a time for a prior trained after the autoencoder
 
 
 class TrainingDiverged(VaeregError):
@@ -38,197 +39,10 @@ class TrainingDiverged(VaeregError):
 
 
 @dataclass
-class TrainConfig:
-    """``batch_size``: images per optimiser step, over every rank together. ``prior_epochs``:
-    epochs of a prior fitted by gradient after the autoencoder (default: ``epochs``).
-    ``threads``: fixed intra-op CPU threads, or None to follow the load
-    (``vaereg_harness.threads``). ``checkpoint_every``: a checkpoint is written after an epoch
-    once this many seconds have passed since the last, and after a stage's last epoch."""
-
-    epochs: Annotated[int, Range(1, 1_000_000)] = 20
-    prior_epochs: Annotated[int, Range(1, 1_000_000)] | None = None
-    batch_size: Annotated[int, Range(1, 1 << 20)] = 64
-    lr: Annotated[float, Range(0, 10, open_low=True)] = 1e-3
-    seed: Annotated[int, Range(0, (1 << 63) - 1)] = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: Annotated[int, Range(1, 1024)] | None = None  # intra-op CPU threads; None: auto (threads.py)
-    checkpoint_every: Annotated[float, Range(0, 1e6)] = 30.0  # seconds between checkpoints; 0: every epoch
-
-    def __post_init__(self) -> None:
-        check(self, what="training option")
-    deterministic: bool = False
-    compile: bool = False  # torch.compile the model's forward
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but torch sees no CUDA device; use --device cpu or auto")
-    return distributed.device(name)
-
-
-def seed_everything(config: TrainConfig) -> None:
-    torch.manual_seed(config.seed)
-    if config.deterministic:
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-
-
-@dataclass
 class StageReport:
     stage: str
     seconds: float = 0.0
     images: int = 0
-
-
-class Stage:
-    """One declared stage of training."""
-
-    name: str
-
-    def __init__(self, trainer: Trainer):
-        self.trainer, self.model = trainer, trainer.model
-
-    def run(self, index: int, start_epoch: int, opt_states: list[dict]) -> None:
-        """Run (or, resumed at ``start_epoch``, finish) this stage, the ``index``-th."""
-        raise NotImplementedError
-
-
-class GradientStage(Stage):
-    """A stage of epochs of optimiser steps: what it iterates over, what it optimises and one
-    step of it; the trainer runs the epochs."""
-
-    def run(self, index, start_epoch, opt_states):
-        self.trainer.train_epochs(index, self, start_epoch, opt_states)
-
-    def epochs(self, config: TrainConfig) -> int:
-        return config.epochs
-
-    def parameters(self) -> list[torch.nn.Parameter]:
-        raise NotImplementedError
-
-    def module(self) -> torch.nn.Module:
-        """What a step calls (and DDP wraps); its frozen parameters are not synchronised."""
-        raise NotImplementedError
-
-    def inputs(self) -> tuple[Tensor, Tensor | None]:
-        """What the epochs iterate over (rows on the device) and their labels."""
-        raise NotImplementedError
-
-    def train_mode(self) -> None:
-        raise NotImplementedError
-
-    def steps(self, trained: list[torch.nn.Parameter]) -> list[Step]:
-        """The optimisers of the stage: one over ``trained`` unless the objective owns more."""
-        return [Step(self.name, trained, lambda out, progress: out)]
-
-    def forward(self, net: torch.nn.Module, rows: Tensor, labels: Tensor | None) -> Any:
-        """What the steps' losses are computed from, by ``net``: the stage's ``module``, wrapped
-        by DDP or ``torch.compile``."""
-        raise NotImplementedError
-
-    def finish(self) -> None:
-        """Called once the stage's last epoch is done."""
-
-
-class AutoencoderStage(GradientStage):
-    """Encoder, decoder, likelihood and a jointly fitted prior, against the objective."""
-
-    name = "autoencoder"
-
-    def parameters(self):
-        return self.model.stage_parameters(prior=False)
-
-    def module(self):
-        return self.model
-
-    def inputs(self):
-        return self.trainer.train_x, self.trainer.train_labels
-
-    def train_mode(self):
-        self.model.train()
-
-    def steps(self, trained):
-        return self.trainer.objective.steps(self.model, trained)
-
-    def forward(self, net, rows, labels):
-        t = self.trainer
-        return net(t.data.batch(rows, labels, train=True), t.objective.draws)
-
-
-class PriorGradientStage(GradientStage):
-    """A prior fitted by maximum likelihood on the frozen encoder's latents, in train mode."""
-
-    name = "prior"
-
-    def epochs(self, config):
-        return config.prior_epochs or config.epochs
-
-    def parameters(self):
-        return self.model.stage_parameters(prior=True)
-
-    def module(self):
-        return PriorDensity(self.model.prior)
-
-    def inputs(self):
-        return self.trainer.latents
-
-    def train_mode(self):
-        self.model.eval()
-        self.model.prior.train()
-
-    def steps(self, trained):
-        def loss(log_prob: Tensor, progress: float) -> tuple[Tensor, dict[str, Tensor]]:
-            value = -log_prob.mean()
-            return value, {"loss": value.detach()}
-
-        return [Step(self.name, trained, loss)]
-
-    def forward(self, net, rows, labels):
-        return net(rows, self.trainer.data.context(labels))
-
-    def finish(self):
-        self.model.prior_trained = True
-
-
-class PriorDensity(torch.nn.Module):
-    """A prior's ``log_prob`` as a module's ``forward``, for DDP to wrap."""
-
-    def __init__(self, prior: torch.nn.Module):
-        super().__init__()
-        self.prior = prior
-
-    def forward(self, z: Tensor, context) -> Tensor:
-        return self.prior.log_prob(z, context)
-
-
-class PriorFitStage(Stage):
-    """A prior that fits itself (EM) to the frozen encoder's latents, once."""
-
-    name = "prior"
-
-    def run(self, index, start_epoch, opt_states):
-        if start_epoch > 0:  # fitted before the run was interrupted
-            return
-        t = self.trainer
-        began = time.perf_counter()
-        latents, labels = t.latents
-        share = collective.my_share(latents.shape[0])  # EM sums its statistics over the ranks
-        prior = self.model.prior
-        prior.train()
-        with torch.no_grad():
-            history = prior.fit(latents[share], t.data.context(None if labels is None else labels[share]))
-            for tensor in [*prior.parameters(), *prior.buffers()]:  # every rank ends with rank 0's fit
-                collective.broadcast(tensor.data)
-        self.model.prior_trained = True
-        t.reports[self.name].seconds += time.perf_counter() - began
-        for i, record in enumerate(history):
-            t.log({"stage": self.name, "iteration": i + 1, "step": i + 1, **record})
-        t.save(index, 1, [])
-
-
-STAGES = {"gradient": PriorGradientStage, "fit": PriorFitStage}
 
 
 def update(steps: list[Step], optimizers: list[torch.optim.Optimizer], out: Any, progress: float,

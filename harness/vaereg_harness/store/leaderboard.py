@@ -13,7 +13,7 @@ from vaereg import UsageError
 from vaereg.metrics import Column
 from vaereg.registry import get_registry
 from vaereg_harness.metrics import DEFAULTS
-from vaereg_harness.results import metric_columns
+from vaereg_harness.store.results import metric_columns
 
 
 @dataclass(frozen=True)

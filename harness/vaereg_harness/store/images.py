@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vaereg_harness.files import atomic_write
+from vaereg_harness.store.files import atomic_write
 
 
 def save_grid(images: torch.Tensor, path: Path, *, cols: int | None = None, min_cell: int = 32,

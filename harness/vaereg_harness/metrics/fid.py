@@ -16,7 +16,8 @@ from torch import Tensor
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
 from vaereg import UsageError
-from vaereg_harness.classifier import (
+from vaereg_harness.data import Dataset, safe_name
+from vaereg_harness.metrics.classifier import (
     EXTRACTOR,
     ClassifierFeatures,
     accuracy,
@@ -27,7 +28,6 @@ from vaereg_harness.classifier import (
     load_classifier,
     weights_hash,
 )
-from vaereg_harness.data import Dataset, safe_name
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's name in torch's cache

@@ -10,7 +10,7 @@ import torch
 
 from vaereg import UsageError
 from vaereg.model import VAE
-from vaereg_harness.evaluate import images_per_pass
+from vaereg_harness.metrics.passes import images_per_pass
 
 # float32 values a decoder pass keeps per pixel, per unit of the likelihood's parameter
 # channels and per hidden channel at full resolution (activations and their temporaries)

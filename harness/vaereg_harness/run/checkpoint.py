@@ -14,7 +14,7 @@ import torch
 from vaereg import DataSpec, UsageError, __version__
 from vaereg.combo import Combo, resolve
 from vaereg.model import VAE
-from vaereg_harness.files import atomic_write
+from vaereg_harness.store.files import atomic_write
 
 FORMAT = 2
 

@@ -15,7 +15,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from tqdm import tqdm
 
 from vaereg_harness.data import Dataset, safe_name
-from vaereg_harness.files import atomic_write
+from vaereg_harness.store.files import atomic_write
 
 EXTRACTOR = "vaereg-classifier"
 FEATURES = ("penultimate", "logits")

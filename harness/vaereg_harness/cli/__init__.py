@@ -1,0 +1,8 @@
+"""The ``vaereg`` command line: the group and its errors (``app``), the options the run commands
+share (``options``), ``eval``/``train`` (``run``), ``plugins``/``check-plugin`` (``plugins``),
+``results``/``report`` (``store``) and ``sample``; ``experiment`` reads ``--config`` files."""
+
+from vaereg_harness.cli import plugins, run, sample, store
+from vaereg_harness.cli.app import main
+
+__all__ = ["main", "plugins", "run", "sample", "store"]

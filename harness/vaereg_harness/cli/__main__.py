@@ -1,0 +1,5 @@
+import sys
+
+from vaereg_harness.cli import main
+
+sys.exit(main())

@@ -1,0 +1,63 @@
+"""The ``vaereg`` command group: vaereg's own errors become one line (exit 2 for usage errors, 1
+otherwise), a skipped or deprecated plugin one ``note:`` line. The commands live beside it:
+``run`` (eval, train), ``plugins`` (plugins, check-plugin), ``store`` (results, report),
+``sample``."""
+
+from __future__ import annotations
+
+import warnings
+
+import click
+
+from vaereg import UsageError, VaeregError
+from vaereg.registry import PluginLoadWarning
+from vaereg_harness.launch import distributed
+
+
+def show_plugin_note(message, category, filename, lineno, file=None, line=None):
+    """A skipped or deprecated plugin is one line on stderr, not a warning with its source."""
+    if issubclass(category, PluginLoadWarning):
+        click.echo(f"note: {message}", err=True)
+    else:
+        default_showwarning(message, category, filename, lineno, file, line)
+
+
+default_showwarning = warnings.showwarning
+warnings.showwarning = show_plugin_note
+
+
+class Group(click.Group):
+    """Turns vaereg's own errors into one-line messages: exit 2 for usage errors, 1 otherwise.
+    Under torchrun a message names the rank it comes from, and the process group is left at
+    the end."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            raise click.UsageError(ranked(str(exc)), ctx) from None
+        except VaeregError as exc:
+            raise click.ClickException(ranked(str(exc))) from None
+        except RuntimeError as exc:
+            if not distributed.lost_contact(exc):
+                raise
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise click.ClickException(ranked(
+                f"lost contact with another rank of the job ({first}); torchrun's summary names the rank that "
+                f"failed; run again with --resume to continue from the last checkpoint")) from None
+        except OSError as exc:  # the file system refused: one line naming the path, never a traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(ranked(f"{where}{exc.strerror or exc}")) from None
+        finally:
+            distributed.stop()
+
+
+def ranked(message: str) -> str:
+    world = distributed.current()
+    return f"rank {world.rank}: {message}" if world.size > 1 else message
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="vaereg")
+def main() -> None:
+    """vaereg: assemble, train and evaluate variational autoencoders from registered parts."""

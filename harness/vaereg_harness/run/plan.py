@@ -1,0 +1,89 @@
+"""One run, resolved once at the edge (the command line or the Python API) and handed down: the
+combo (parts, objective and their options, checked), the data, the options, the metrics it is
+scored with, and the folder it writes. Nothing below re-resolves it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vaereg.combo import Combo, resolve
+from vaereg.config import to_dict
+from vaereg.data import Dataset
+from vaereg.metrics import Metric
+from vaereg_harness.data import safe_name
+from vaereg_harness.metrics.run import build_metrics, metric_names
+from vaereg_harness.run.config import RunConfig, pick_device
+
+
+@dataclass(frozen=True)
+class Run:
+    """A resolved run. ``key`` hashes everything that shapes the trained model; ``folder``
+    (``out/<dataset>-<combo>[-label]-seed<S>-<key>``) holds its checkpoint, metrics log and
+    grids, so runs that differ in any setting never share one and the same settings find it
+    again (``--resume``, the already-recorded check)."""
+
+    combo: Combo
+    data: Dataset
+    config: RunConfig
+    metrics: dict[str, Metric]
+    key: str
+    folder: Path
+
+    @classmethod
+    def of(cls, combo: Combo, data: Dataset, config: RunConfig, out: Path) -> Run:
+        """The run of an already resolved ``combo``."""
+        key = run_key(data, combo, config)
+        conditioned = "-label" if data.spec.classes else ""
+        readable = safe_name(f"{data.spec.name}-{combo.text}{conditioned}")[:120]
+        folder = out / f"{readable}-seed{config.train.seed}-{key}"
+        return cls(combo, data, config, build_metrics(config.metrics, data, combo), key, folder)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / "checkpoint.pt"
+
+    def describe(self) -> dict[str, Any]:
+        """What the run trains and scores with, as the row and the trackers record it: the parts'
+        options, the options, the objective it actually trains with, and its metrics (the
+        defaults and the added ones; a default that cannot score it leaves its columns null)."""
+        return {"parts": self.combo.options(), **to_dict(self.config), "objective": recorded_objective(self.combo),
+                "metrics": metric_names(self.config.metrics)}
+
+
+def plan(text: str, data: Dataset, options: dict[str, dict[str, Any]] | None = None,
+         config: RunConfig | None = None, out: Path = Path("vaereg-runs")) -> Run:
+    """Resolve ``text`` with the part ``options`` (slot -> option -> value) and the config's
+    objective options for ``data``, check its metrics, and name its folder under ``out``: every
+    usage error of a run is raised here, before anything is built."""
+    config = config or RunConfig()
+    combo = resolve(text, data.spec, {**(options or {}), "objective": config.objective})
+    return Run.of(combo, data, config, out)
+
+
+def recorded_objective(combo: Combo) -> dict[str, Any]:
+    """The objective as rows and run keys record it: its name and options. The default ``elbo``
+    keeps the fields plugin API 2's one objective had (its ``iw_k`` 1, no name), so run folders
+    and rows written before objectives were plugins are still found."""
+    options = to_dict(combo.configs["objective"])
+    if combo.objective.name == "elbo":
+        return {**options, "iw_k": 1}
+    return combo.objective_options()
+
+
+def run_key(data: Dataset, combo: Combo, config: RunConfig) -> str:
+    """A hash of everything that shapes the trained model: data set (and the options it was
+    loaded with, when any differ from the defaults), combo, part options, training options (the
+    device resolved) and objective. Evaluation options are left out, so scoring a trained run
+    again (another K, FID on or off) finds its checkpoint."""
+    train = {**to_dict(config.train), "device": pick_device(config.train.device).type}
+    for how in ("threads", "checkpoint_every"):  # how it runs, not what it computes
+        del train[how]
+    shaped = {"dataset": data.spec.name, "classes": data.spec.classes, "combo": combo.text,
+              "parts": combo.options(), "train": train, "objective": recorded_objective(combo)}
+    if data.options:
+        shaped["dataset_options"] = data.options
+    return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:10]
