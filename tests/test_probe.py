@@ -231,8 +231,8 @@ def test_the_probe_leaves_the_random_stream_weights_buffers_and_modes_as_they_we
 
 
 def test_training_with_the_probe_gives_the_weights_training_without_it_gives(tiny, tmp_path, monkeypatch):
-    from vaereg_harness import api
     from vaereg_harness.api import RunConfig, create_model, train_model
+    from vaereg_harness.run import build
     from vaereg_harness.run.config import TrainConfig
 
     config = RunConfig(train=TrainConfig(epochs=1, batch_size=8, device="cpu", threads=1))  # bitwise repeatable
@@ -244,7 +244,7 @@ def test_training_with_the_probe_gives_the_weights_training_without_it_gives(tin
         return tensors(model.state_dict())
 
     probed = trained(tmp_path / "probed")
-    monkeypatch.setattr(api, "probe", lambda model, data: None)
+    monkeypatch.setattr(build, "probe", lambda model, data: None)
     assert same(trained(tmp_path / "plain"), probed)
 
 

@@ -1,7 +1,8 @@
 """Third-party plugins installed by pip as real packages with their own entry points: a VampPrior
 (a prior that uses its encoder), a diagonal Gaussian mixture fitted by EM after stage 1 (a prior
 that fits itself, with N(0, I) standing in), an objective with its own options and a preset naming
-it, and an adversarial objective with its own discriminator and optimiser."""
+it, an adversarial objective with its own discriminator and optimiser, a data set with
+ground-truth factors and a metric, all used together by one command."""
 
 import copy
 import json
@@ -26,7 +27,8 @@ from vaereg_harness.run.config import TrainConfig
 from vaereg_harness.store.results import read_results
 
 PLUGINS = Path(__file__).parent / "plugins"
-PACKAGES = ("vaereg_refvamp", "vaereg_emmix", "vaereg_scaledkl", "vaereg_latentgan")
+PACKAGES = ("vaereg_refvamp", "vaereg_emmix", "vaereg_scaledkl", "vaereg_latentgan", "vaereg_toyfactors",
+            "vaereg_toymetric")
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +218,14 @@ def test_a_resumed_adversarial_run_equals_an_uninterrupted_one(site, digits, tmp
     for a, b in ((whole.model, resumed.model), (whole.objective, resumed.objective)):
         for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
             assert not torch.is_tensor(x) or torch.equal(x, y), name
+
+
+def test_one_eval_uses_a_plugin_objective_data_set_and_metric(site, tmp_path):
+    vaereg_cli("eval", "--combo", "gaussian-mlp+objective=scaledkl", "--set", "objective.gamma=3",
+               "--dataset", "toyfactors", "--metrics", "factor-count,recon", "--epochs", "1", "--iw-samples", "2",
+               "--no-fid", "--quiet", cwd=tmp_path, env=env_with(site))
+    (row,) = read_results(tmp_path / "vaereg-results").to_pylist()
+    config = json.loads(row["config"])
+    assert row["dataset"] == "toyfactors" and row["factor_count"] == 3 and math.isfinite(row["recon_mse"])
+    assert config["objective"] == {"name": "scaledkl", "gamma": 3.0, "alpha": 1.0}
+    assert {"factor-count", "recon"} <= set(config["metrics"]) and math.isfinite(row["nll_nats"])

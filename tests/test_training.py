@@ -19,7 +19,8 @@ from vaereg_objectives.elbo import ELBO
 
 
 def config(epochs: int) -> RunConfig:
-    return RunConfig(train=TrainConfig(epochs=epochs, batch_size=128, seed=3, device="cpu", checkpoint_every=0))
+    return RunConfig(train=TrainConfig(epochs=epochs, batch_size=128, seed=3, device="cpu", checkpoint_every=0,
+                                       threads=1))
 
 
 def trained(digits, out, epochs, resume=False):
@@ -81,7 +82,7 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(digits, tmp_path,
     steps_per_epoch = -(-digits.train.shape[0] // 128)
 
     def poisoned(self, terms, progress):
-        calls["n"] += 1
+        calls["n"] += torch.is_grad_enabled()  # training steps only, not the probe before training
         loss, stats = real(self, terms, progress)
         if calls["n"] > steps_per_epoch:  # the second epoch diverges
             loss = loss * float("nan")

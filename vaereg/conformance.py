@@ -499,7 +499,7 @@ def train_step(model: VAE, data: Dataset) -> str:
         loss, stats = step.loss(terms, 0.0)
         losses.append(f"{step.name} {finite_scalar(loss, f'step {step.name!r} loss'):.4g}")
         if i == 0 and "loss" not in stats:
-            raise CheckFailed(f"step {step.name!r}'s stats lack 'loss'; return {{'loss': loss.detach(), ...}}")
+            raise CheckFailed(f"the stats of step {step.name!r} lack 'loss'; return {{'loss': loss.detach(), ...}}")
         optimizer.zero_grad(set_to_none=True)
         if len(steps) == 1:
             loss.backward()

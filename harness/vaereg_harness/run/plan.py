@@ -48,10 +48,12 @@ class Run:
 
     def describe(self) -> dict[str, Any]:
         """What the run trains and scores with, as the row and the trackers record it: the parts'
-        options, the options, the objective it actually trains with, and its metrics (the
-        defaults and the added ones; a default that cannot score it leaves its columns null)."""
-        return {"parts": self.combo.options(), **to_dict(self.config), "objective": recorded_objective(self.combo),
-                "metrics": metric_names(self.config.metrics)}
+        options, the options, the objective it actually trains with, its metrics (the defaults
+        and the added ones; a default that cannot score it leaves its columns null), and the data
+        set's options where any differ from its defaults."""
+        described = {"parts": self.combo.options(), **to_dict(self.config),
+                     "objective": recorded_objective(self.combo), "metrics": metric_names(self.config.metrics)}
+        return {**described, "dataset_options": self.data.options} if self.data.options else described
 
 
 def plan(text: str, data: Dataset, options: dict[str, dict[str, Any]] | None = None,

@@ -76,6 +76,12 @@ class Row:
         if unknown:
             raise TypeError(f"no registered metric declares the column {unknown[0]!r}")
 
+    def __getattr__(self, name: str) -> Value:
+        """A metric column reads as an attribute too (``row.nll_nats``): None where unscored."""
+        if name in metric_columns():
+            return self.__dict__.get("scores", {}).get(name)
+        raise AttributeError(f"{type(self).__name__} has no column {name!r}")
+
     def as_dict(self) -> dict[str, Any]:
         """Every column of the store: the fixed ones, then each metric column (None where unscored)."""
         fixed = {name: getattr(self, name) for name in FIXED.names}
