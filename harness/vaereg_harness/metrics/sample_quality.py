@@ -13,6 +13,12 @@ from vaereg_harness.metrics.fid import FIDProtocol
 from vaereg_harness.metrics.scoring import RunScoring
 
 
+def protocol_of(scoring: RunScoring) -> FIDProtocol | str | None:
+    """The run's FID protocol; None outside a harness run (the conformance kit's core ``Scoring``
+    has no protocol), where FID is not asked."""
+    return getattr(scoring, "fid", None)
+
+
 class FID(Metric):
     """FID (Heusel et al. 2017) of ``--fid-samples`` samples against the test split, with the
     protocol that makes it comparable: extractor, reference and the floor FID(train, test)."""
@@ -35,10 +41,10 @@ class FID(Metric):
     )
 
     def sample_count(self, scoring: RunScoring) -> int:
-        return scoring.config.fid_samples if isinstance(scoring.fid, FIDProtocol) else 0
+        return scoring.config.fid_samples if isinstance(protocol_of(scoring), FIDProtocol) else 0
 
     def compute(self, scoring: RunScoring) -> dict[str, int | float | str | None]:
-        protocol = scoring.fid
+        protocol = protocol_of(scoring)
         if not isinstance(protocol, FIDProtocol):
             return {"fid_note": protocol}  # why there is none, or None when FID was not asked
         began = time.perf_counter()
@@ -63,10 +69,11 @@ class ClassAccuracy(Metric):
         return None if data.spec.classes else "needs a model conditioned on labels (--condition label)"
 
     def sample_count(self, scoring: RunScoring) -> int:
-        return scoring.config.fid_samples if isinstance(scoring.fid, FIDProtocol) else 0
+        return scoring.config.fid_samples if isinstance(protocol_of(scoring), FIDProtocol) else 0
 
     def compute(self, scoring: RunScoring) -> dict[str, int | float | str | None]:
-        if not isinstance(scoring.fid, FIDProtocol):
+        protocol = protocol_of(scoring)
+        if not isinstance(protocol, FIDProtocol):
             return {}
         images, labels = scoring.samples(scoring.config.fid_samples)
-        return {"condition_accuracy": scoring.fid.label_accuracy(images, labels)}
+        return {"condition_accuracy": protocol.label_accuracy(images, labels)}

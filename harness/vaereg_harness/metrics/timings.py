@@ -31,13 +31,14 @@ class Timings(Metric):
         return SPEED_SAMPLES
 
     def compute(self, scoring: RunScoring) -> dict[str, int | float | str | None]:
-        seconds = sum(r.seconds for r in scoring.reports)
+        reports = getattr(scoring, "reports", [])  # none outside a harness run (the conformance kit)
+        seconds = sum(r.seconds for r in reports)
         scoring.samples(SPEED_SAMPLES)  # the shared draw, timed
         cuda = scoring.device.type == "cuda"
         return {
             "train_seconds": seconds,
-            "train_images_per_s": sum(r.images for r in scoring.reports) / seconds if seconds else None,
-            "stage_seconds": json.dumps({r.stage: r.seconds for r in scoring.reports}),
+            "train_images_per_s": sum(r.images for r in reports) / seconds if seconds else None,
+            "stage_seconds": json.dumps({r.stage: r.seconds for r in reports}),
             "eval_seconds": scoring.evaluation.seconds,
             "sample_images_per_s": scoring.sample_count / scoring.sample_seconds,
             "peak_gpu_memory_mb": torch.cuda.max_memory_allocated(scoring.device) / 2**20 if cuda else None,

@@ -36,12 +36,6 @@ class Image:
     caption: str
 
 
-def run_folder(row: dict[str, Any]) -> Path | None:
-    if row.get("run_dir"):
-        return Path(row["run_dir"])
-    return Path(row["samples_png"]).parent if row.get("samples_png") else None  # rows from before run_dir
-
-
 def run_label(row: dict[str, Any]) -> str:
     return f"{row['combo']} (seed {row['seed']})"
 
@@ -90,7 +84,7 @@ def scatter(rows: list[dict[str, Any]], path: Path) -> Image | None:
 def training_curves(rows: list[dict[str, Any]], path: Path) -> Image | None:
     runs = {}
     for r in rows:
-        folder = run_folder(r)
+        folder = Path(r["run_dir"]) if r.get("run_dir") else None
         if folder is not None and (folder / "metrics.jsonl").is_file():
             runs.setdefault(folder, (run_label(r), curves(folder / "metrics.jsonl")))
     stages = sorted({stage for _, by_stage in runs.values() for stage in by_stage},
@@ -118,7 +112,7 @@ def grids(rows: list[dict[str, Any]], figures: Path) -> list[tuple[str, list[Ima
     """Each run's grids, in the order of ``rows`` (one per run folder), copied under ``figures``."""
     shown: dict[Path | str, tuple[str, list[Image]]] = {}
     for r in rows:
-        key = run_folder(r) or r["run_id"]
+        key = r["run_dir"] or r["run_id"]
         if key in shown:
             continue
         images = []

@@ -196,8 +196,9 @@ def recover_rows(directory: Path, out: Path) -> list[Path]:
 
 
 def read_results(directory: Path, on_skip: Callable[[Path, str], None] | None = None) -> pa.Table:
-    """Every row under ``directory`` under the current ``schema()`` (empty if there is none). A
-    file that is not a readable results file is skipped and reported to ``on_skip(path, why)``
+    """Every row under ``directory`` under the current ``schema()`` (empty if there is none), with
+    a ``run_dir`` for every row that has grids (``with_run_dirs``). A file that is not a readable
+    results file is skipped and reported to ``on_skip(path, why)``
     (a warning by default), so one bad file never hides the other rows."""
     current = schema()
     if not directory.is_dir():
@@ -217,7 +218,16 @@ def read_results(directory: Path, on_skip: Callable[[Path, str], None] | None = 
                 on_skip(path, why)
     if not tables:
         return current.empty_table()
-    return pa.concat_tables(tables).sort_by("created_at")
+    return with_run_dirs(pa.concat_tables(tables).sort_by("created_at"))
+
+
+def with_run_dirs(table: pa.Table) -> pa.Table:
+    """Rows written before ``run_dir`` was a column (schema 3) get the folder their grids are in."""
+    grids = table.column("samples_png").to_pylist()
+    folders = [folder if folder or not grid else str(Path(grid).parent)
+               for folder, grid in zip(table.column("run_dir").to_pylist(), grids, strict=True)]
+    return table.set_column(table.schema.get_field_index("run_dir"), table.schema.field("run_dir"),
+                            pa.array(folders, pa.string()))
 
 
 def recorded(directory: Path, config_hash: str, config: str) -> bool:
