@@ -1,12 +1,17 @@
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
 
+from vaereg import registry
 from vaereg_harness.data import load_data
+
+PLUGINS = Path(__file__).parent / "plugins"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,3 +44,34 @@ def vaereg_cli(*args: str, cwd: Path, env: dict | None = None, check: bool = Tru
     if check and proc.returncode != 0:
         raise AssertionError(f"vaereg {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
     return proc
+
+
+@contextmanager
+def installed(target: Path, *packages: str) -> Iterator[Path]:
+    """The suite's third-party plugin ``packages`` (folders of ``tests/plugins``) pip-installed
+    into ``target``, as real distributions with their own entry points; this process's registry
+    reads them until the block ends."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), *(str(PLUGINS / name) for name in packages)],
+                   check=True, capture_output=True)
+    sys.path.insert(0, str(target))
+    registry._registry = None
+    try:
+        yield target
+    finally:
+        sys.path.remove(str(target))
+        registry._registry = None
+
+
+def env_with(site: Path, **extra: str) -> dict:
+    """The environment of a subprocess that sees the plugins installed in ``site``."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), *sys.path]), **extra)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread: beside other busy processes, two make small models many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -28,12 +28,8 @@ BUILT_IN = ["datasets", "flows", "gaussian", "hierarchical", "loggers", "metrics
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: beside other busy processes, two make these small models many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """One intra-op thread for the small models of this module."""
 
 
 def module_from(path: Path, name: str):

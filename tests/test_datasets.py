@@ -5,17 +5,14 @@ typed and range-checked; a source that returns a malformed data set is one line 
 import dataclasses
 import json
 import math
-import subprocess
-import sys
 import types
-from pathlib import Path
 from typing import Literal
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from tests.conftest import vaereg_cli
+from tests.conftest import env_with, installed, vaereg_cli
 from vaereg import Dataset, DataSource, DataSpec, UsageError, hookimpl
 from vaereg import registry as registry_module
 from vaereg.data import Factors
@@ -25,26 +22,12 @@ from vaereg_harness.cli import main
 from vaereg_harness.data import dataset_names
 from vaereg_harness.store.results import read_results
 
-PLUGINS = Path(__file__).parent / "plugins"
-
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """vaereg-toyfactors pip-installed into a fresh folder, which this module's registry also reads."""
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(PLUGINS / "vaereg_toyfactors")], check=True, capture_output=True)
-    sys.path.insert(0, str(target))
-    registry_module._registry = None
-    yield target
-    sys.path.remove(str(target))
-    registry_module._registry = None
-
-
-def env_with(site: Path) -> dict:
-    import os
-
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), *sys.path]))
+    with installed(tmp_path_factory.mktemp("site"), "vaereg_toyfactors") as target:
+        yield target
 
 
 def bars(factors: torch.Tensor, size: int) -> torch.Tensor:

@@ -5,9 +5,7 @@ or values are one line."""
 
 import json
 import math
-import os
 import subprocess
-import sys
 import types
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import vaereg_cli
+from tests.conftest import env_with, installed, vaereg_cli
 from vaereg import Column, Metric, UsageError, VaeregError, hookimpl
 from vaereg import registry as registry_module
 from vaereg.combo import resolve
@@ -34,8 +32,6 @@ from vaereg_harness.run.config import TrainConfig
 from vaereg_harness.run.trainer import StageReport
 from vaereg_harness.store.results import Row, append_row, read_results, refused_metrics, schema
 
-PLUGINS = Path(__file__).parent / "plugins"
-
 # the columns of a row before metrics were plugins (schema 4), which the defaults must keep
 TODAY = ["run_id", "created_at", "combo", "parts", "config", "run_dir", "config_hash", "dataset", "seed", "device",
          "threads", "world_size", "batch_size", "epochs", "condition", "eval_images", "nelbo_nats", "nll_nats",
@@ -51,14 +47,8 @@ SHORT_RUN = ("--combo", "gaussian", "--epochs", "1", "--no-fid", "--iw-samples",
 def toy(tmp_path_factory):
     """The toy metric package pip-installed into a fresh folder, which this module's registry
     also reads; yields the environment a subprocess needs to see it."""
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(PLUGINS / "vaereg_toymetric")], check=True, capture_output=True)
-    sys.path.insert(0, str(target))
-    registry_module._registry = None
-    yield dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), *sys.path]))
-    sys.path.remove(str(target))
-    registry_module._registry = None
+    with installed(tmp_path_factory.mktemp("site"), "vaereg_toymetric") as target:
+        yield env_with(target)
 
 
 def errors(proc: subprocess.CompletedProcess) -> list[str]:

@@ -7,18 +7,14 @@ ground-truth factors and a metric, all used together by one command."""
 import copy
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
-from tests.conftest import vaereg_cli
+from tests.conftest import env_with, installed, vaereg_cli
 from vaereg import Context
-from vaereg import registry as registry_module
 from vaereg.model import Batch
 from vaereg.objectives import build_objective
 from vaereg_harness.api import RunConfig, create_model, train_model
@@ -26,7 +22,6 @@ from vaereg_harness.logs import MetricsLog
 from vaereg_harness.run.config import TrainConfig
 from vaereg_harness.store.results import read_results
 
-PLUGINS = Path(__file__).parent / "plugins"
 PACKAGES = ("vaereg_refvamp", "vaereg_emmix", "vaereg_scaledkl", "vaereg_latentgan", "vaereg_toyfactors",
             "vaereg_toymetric")
 
@@ -34,19 +29,8 @@ PACKAGES = ("vaereg_refvamp", "vaereg_emmix", "vaereg_scaledkl", "vaereg_latentg
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The plugins pip-installed into a fresh folder, which this module's registry also reads."""
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), *(str(PLUGINS / name) for name in PACKAGES)],
-                   check=True, capture_output=True)
-    sys.path.insert(0, str(target))
-    registry_module._registry = None
-    yield target
-    sys.path.remove(str(target))
-    registry_module._registry = None
-
-
-def env_with(site: Path) -> dict:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), *sys.path]))
+    with installed(tmp_path_factory.mktemp("site"), *PACKAGES) as target:
+        yield target
 
 
 def config(epochs: int = 1) -> RunConfig:
