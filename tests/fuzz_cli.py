@@ -60,7 +60,7 @@ def base(command: str, checkpoint: str) -> list[str]:
             "--quiet", "--checkpoint-every", "0"]
     return {"eval": ["eval", *fast, "--iw-samples", "2", "--no-fid"], "train": ["train", *fast],
             "sample": ["sample", checkpoint, "-n", "4", "-o", "fuzz.png"], "plugins": ["plugins"],
-            "results": ["results"], "report": ["report"]}[command]
+            "results": ["results"], "report": ["report"], "check-plugin": ["check-plugin", "loggers"]}[command]
 
 
 def cases(count: int, seed: int, checkpoint: str) -> list[list[str]]:
