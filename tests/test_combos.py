@@ -25,7 +25,7 @@ def test_part_options_reach_the_latent_spec():
     "text, data, message",
     [
         ("nope", DIGITS,
-         r"unknown preset, part or objective 'nope'; presets: .*gaussian.*; parts: .*dlogistic.*; objectives: elbo"),
+         r"unknown preset, part or objective 'nope'; presets: .*gaussian.*; parts: .*dlogistic.*; objectives: .*elbo"),
         ("gaussian+likelihood=nope", DIGITS, r"unknown likelihood 'nope'; known likelihoods: bernoulli, dlogistic"),
         ("gaussian+bernoulli", DIGITS, r"'bernoulli' does not fit .*needs binary data \(2 intensities\)"),
         ("gaussian+likelihood=bernoulli", DIGITS,
