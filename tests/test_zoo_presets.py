@@ -4,6 +4,8 @@ line on digits, each row records its objective, and the zoo plugin passes the co
 import json
 import math
 
+import pytest
+
 from tests.conftest import vaereg_cli
 from vaereg.conformance import assert_conforms
 from vaereg.registry import get_registry
@@ -34,3 +36,15 @@ def test_every_zoo_preset_writes_a_row_from_the_command_line(tmp_path):
 def test_the_zoo_conforms():
     rows = assert_conforms("zoo")
     assert {r.entry for r in rows if r.check == "nll K=2"} >= {f"objective {name!r}" for name in zoo_presets()}
+
+
+def test_an_objective_that_needs_a_factorised_or_gaussian_posterior_refuses_a_flow_encoder_before_anything_runs():
+    from vaereg import DataSpec, UsageError
+    from vaereg.combo import resolve
+
+    digits = DataSpec("digits", 1, 8, 8, 17)
+    with pytest.raises(UsageError, match=r"btcvae.*cross_log_prob.*IAFPosterior"):
+        resolve("btcvae+encoder=iaf", digits)
+    with pytest.raises(UsageError, match=r"dipvae.*DiagonalGaussian.*IAFPosterior"):
+        resolve("dipvae+encoder=iaf", digits)
+    assert resolve("infovae+encoder=iaf", digits).objective.name == "infovae"  # MMD needs only the draws

@@ -243,7 +243,8 @@ def resolve(
                                                             **objective_presets.get(objective.name, {}),
                                                             **given.get("objective", {})}, what=what)
     combo = Combo(text, data, chosen, configs, latent, registry.kl, objective)
-    reason = objective.cls.mismatch(latent, configs["objective"], combo.closed_form_kl)
+    reason = (objective.cls.mismatch(latent, configs["objective"], combo.closed_form_kl)
+              or objective.cls.encoder_mismatch(combo.parts["encoder"].cls.posterior))
     if reason:
         raise UsageError(f"{what} cannot train {text!r}: it {reason}" if not reason.startswith("objective.")
                          else f"{text!r}: {reason}")

@@ -75,6 +75,13 @@ class Objective(nn.Module):
             return f"needs a {'/'.join(sorted(cls.latent_kinds))} latent, got a {latent.describe()}"
         return None
 
+    @classmethod
+    def encoder_mismatch(cls, posterior: type[Posterior]) -> str | None:
+        """Why this objective cannot train an encoder whose posterior is of type ``posterior``
+        (one that reads a diagonal Gaussian's parameters), or None when it can. Checked when the
+        combo is resolved."""
+        return None
+
     def loss(self, terms: Terms, progress: float) -> tuple[Tensor, dict[str, Tensor]]:
         """The model's loss (a scalar) and detached per-batch stats (means over images), given
         the terms of ``draws`` draws per image and the fraction of training done."""

@@ -27,7 +27,7 @@ from typing import Annotated, Literal
 import torch
 from torch import Tensor
 
-from vaereg import Objective, Range, UsageError
+from vaereg import Objective, Posterior, Range, UsageError
 from vaereg.model import Terms
 from vaereg.objectives import kl_per_image
 from vaereg.specs import LatentSpec
@@ -92,6 +92,14 @@ class BetaTCVAE(Objective):
         if latent.kind != "continuous" or len(latent.shape) != 1:
             return (f"needs a continuous latent vector (the total correlation is over its dimensions), "
                     f"got a {latent.describe()}")
+        return None
+
+    @classmethod
+    def encoder_mismatch(cls, posterior: type[Posterior]) -> str | None:
+        if posterior.cross_log_prob is Posterior.cross_log_prob:
+            return (f"estimates q(z) from log q(z_i | x_j) per dimension (Posterior.cross_log_prob), which the "
+                    f"encoder's {posterior.__name__} does not give; pick an encoder with a factorised posterior "
+                    f"(gaussian, gaussian-mlp)")
         return None
 
     def loss(self, terms: Terms, progress: float) -> tuple[Tensor, dict[str, Tensor]]:

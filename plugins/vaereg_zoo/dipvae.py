@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 import torch
 from torch import Tensor
 
-from vaereg import DiagonalGaussian, Objective, Range, UsageError
+from vaereg import DiagonalGaussian, Objective, Posterior, Range, UsageError
 from vaereg.model import Terms
 from vaereg.objectives import kl_per_image
 from vaereg.specs import LatentSpec
@@ -78,6 +78,14 @@ class DIPVAE(Objective):
         if latent.kind == "continuous" and len(latent.shape) != 1:
             return f"needs a continuous latent vector (one axis) to take its covariance, got a {latent.describe()}"
         return super().mismatch(latent, config, closed_form_kl)
+
+    @classmethod
+    def encoder_mismatch(cls, posterior: type[Posterior]) -> str | None:
+        if posterior is not DiagonalGaussian:
+            return (f"takes the covariance of DiagonalGaussian posteriors' means and variances, but the encoder's "
+                    f"posterior is {posterior.__name__}; pick an encoder whose posterior is a DiagonalGaussian "
+                    f"(gaussian, gaussian-mlp)")
+        return None
 
     def loss(self, terms: Terms, progress: float) -> tuple[Tensor, dict[str, Tensor]]:
         posterior = terms.posterior
