@@ -23,11 +23,8 @@ STDS = torch.tensor([[1.0, 0.5], [1.0, 1.0], [1.0, 0.5]], dtype=torch.float64)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+def _one_thread(one_thread):
+    """One intra-op thread for the small models of this module."""
 
 
 def hand_terms(posterior: Posterior, b: int = 3) -> Terms:

@@ -36,11 +36,8 @@ def by_hand(k) -> float:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+def _one_thread(one_thread):
+    """One intra-op thread for the small models of this module."""
 
 
 @pytest.mark.parametrize(("kernel", "k"), [
