@@ -44,6 +44,16 @@ def test_fashion_mnist_reads_idx_files_as_shipped(tmp_path, layout, gz):
     assert data.train_labels.tolist() == [i % 10 for i in range(12)]
 
 
+def test_train_images_keeps_the_first_n_training_images_and_the_whole_test_split(tmp_path):
+    _, images = idx_folder(tmp_path, "flat", gz=True)
+    data = load_data("fashion-mnist", tmp_path, options={"train_images": 5})
+    assert torch.equal(data.train[:, 0], torch.from_numpy(images["train"][:5].astype(np.uint8)))
+    assert data.train_labels.tolist() == [0, 1, 2, 3, 4] and data.test.shape[0] == 5
+    assert data.options == {"train_images": 5}  # part of the run's key
+    with pytest.raises(UsageError, match=r"dataset.train_images=13 but fashion-mnist has 12 training images"):
+        load_data("fashion-mnist", tmp_path, options={"train_images": 13})
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [

@@ -9,7 +9,7 @@ from vaereg.gaussian import DiagonalGaussian, StandardNormal
 from vaereg.hookspecs import PLUGIN_API, hookimpl
 from vaereg.metrics import Column, Metric
 from vaereg.objectives import Objective, Step
-from vaereg.parts import Decoder, Encoder, Likelihood, NoOptions, Posterior, Prior, PriorLatents
+from vaereg.parts import Decoder, Encoder, Likelihood, NoOptions, PointMass, Posterior, Prior, PriorLatents
 from vaereg.specs import DataSpec, LatentSpec, continuous, discrete
 
 __version__ = "0.2.0"
@@ -30,6 +30,7 @@ __all__ = [
     "Metric",
     "NoOptions",
     "Objective",
+    "PointMass",
     "Posterior",
     "Prior",
     "Range",

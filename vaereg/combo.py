@@ -76,6 +76,15 @@ class Combo:
         """Whether the autoencoder trains with a closed-form KL per latent dimension."""
         return self.kl.has(self.parts["encoder"].cls.posterior, self.training_prior)
 
+    @property
+    def no_density(self) -> str | None:
+        """Why this model has no normalised density p(x) to estimate (no NLL and no ELBO), or
+        None when it has one."""
+        if self.parts["encoder"].cls.posterior.deterministic and not self.latent.is_codes:
+            return ("a deterministic encoder into a continuous latent has no posterior density to "
+                    "importance-sample with")
+        return self.parts["likelihood"].cls.not_a_density(self.data, self.configs["likelihood"])
+
     def options(self) -> dict[str, dict[str, Any]]:
         """Every part's options by slot, as JSON-ready dicts; ``resolve`` takes them back."""
         return {slot: to_dict(self.configs[slot]) for slot in SLOTS if slot not in self.coupled}

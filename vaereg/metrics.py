@@ -68,11 +68,13 @@ class EvaluationPass:
     test-split order (``Scoring.test.test``). Image ``n`` is encoded once; its draws come from
     the stream of the pass that scored it, so the values repeat for a checkpoint and seed."""
 
-    #: ``[N]`` float64, nats: the negative ELBO of each image, from one posterior draw.
-    nelbo: Tensor
+    #: ``[N]`` float64, nats: the negative ELBO of each image, from one posterior draw; None when
+    #: the model has no density (``no_density``).
+    nelbo: Tensor | None
     #: ``[N]`` float64, nats: -log p(x) of each image (-log p(x | y) when conditioned on labels),
-    #: importance-sampled with ``iw_samples`` draws from q(z | x); a bound for a point mass.
-    nll: Tensor
+    #: importance-sampled with ``iw_samples`` draws from q(z | x); a bound for a point mass over
+    #: codes; None when the model has no density.
+    nll: Tensor | None
     #: Draws per image behind ``nll``: 1 for a point-mass (deterministic) posterior.
     iw_samples: int
     #: ``[latent.size]`` float64, nats: the closed-form KL(q || p) per latent dimension
@@ -83,16 +85,20 @@ class EvaluationPass:
     codes: Tensor | None
     #: Seconds the pass took.
     seconds: float
+    #: Why the model has no normalised density to score (``Combo.no_density``: a deterministic
+    #: encoder into a continuous latent, a likelihood that is a reconstruction score); None when
+    #: it has one.
+    no_density: str | None = None
 
     @property
-    def nelbo_nats(self) -> float:
-        """The negative ELBO averaged over the images."""
-        return self.nelbo.mean().item()
+    def nelbo_nats(self) -> float | None:
+        """The negative ELBO averaged over the images (None without a density)."""
+        return None if self.nelbo is None else self.nelbo.mean().item()
 
     @property
-    def nll_nats(self) -> float:
-        """The NLL averaged over the images."""
-        return self.nll.mean().item()
+    def nll_nats(self) -> float | None:
+        """The NLL averaged over the images (None without a density)."""
+        return None if self.nll is None else self.nll.mean().item()
 
 
 @dataclass

@@ -43,6 +43,7 @@ class Terms:
     stats: dict[str, Tensor]  # the posterior's diagnostics (codebook perplexity)
     posterior: Posterior  # q(z|x) of the batch: its parameters, and log q of any z under each image's posterior
     batch: Batch  # what was encoded
+    model: VAE | None = None  # what computed them: an objective that decodes again (a penalty on the decoder)
 
     def log_weights(self) -> Tensor:
         return self.log_px + self.log_pz - self.log_qz
@@ -114,8 +115,9 @@ class VAE(nn.Module):
         known = posterior.log_prior(z)
         log_pz = known if known is not None else prior.log_prob(z.flatten(0, 1), context).view(k, b)
         log_qz = torch.zeros_like(log_px) if posterior.deterministic else posterior.log_prob(z)
-        return Terms(z, log_px, log_pz, log_qz, self.combo.kl(posterior, prior), posterior.aux_loss(),
-                     posterior.deterministic, posterior.stats(), posterior, batch)
+        aux = posterior.aux_loss() + posterior.correction(log_px)
+        return Terms(z, log_px, log_pz, log_qz, self.combo.kl(posterior, prior), aux,
+                     posterior.deterministic, posterior.stats(), posterior, batch, self)
 
     def forward(self, batch: Batch, k: int = 1, posterior: Posterior | None = None) -> Terms:
         """Encode ``batch`` (unless its ``posterior`` is given: evaluation encodes once and

@@ -122,9 +122,35 @@ class Posterior:
         """Training-only terms of the encoder (a VQ commitment loss); zero by default."""
         return torch.zeros(())
 
+    def correction(self, log_px: Tensor) -> Tensor:
+        """A training-only term whose value is zero and whose gradient corrects a draw that is
+        not fully reparameterised (a rejection sampler's score-function term, Naesseth et al.
+        2017, eq. 6), given log p(x | z) ``[k, B]`` of the draws; zero by default."""
+        return torch.zeros(())
+
     def stats(self) -> dict[str, Tensor]:
         """Diagnostics averaged into the training log (e.g. codebook perplexity)."""
         return {}
+
+
+class PointMass(Posterior):
+    """q(z | x) = delta(z - f(x)): a deterministic encoder's latent ``[B, *shape]``. Over a
+    continuous latent it has no density, so such a model reports no NLL (``Combo.no_density``);
+    it trains with objectives that need only the draw (an autoencoder, WAE, AAE)."""
+
+    deterministic = True
+
+    def __init__(self, z: Tensor):
+        self.z = z
+
+    def rsample(self, k: int) -> Tensor:
+        return self.z.expand(k, *self.z.shape)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return torch.zeros(z.shape[:2], device=z.device)
+
+    def mode(self) -> Tensor:
+        return self.z
 
 
 class Encoder(Part):
@@ -238,9 +264,17 @@ class Prior(Part):
 
 
 class Likelihood(Part):
-    """p(x | params, context): a normalised distribution over the data's discrete intensities."""
+    """p(x | params, context): a normalised distribution over the data's discrete intensities
+    (or a reconstruction score in its place: ``not_a_density``)."""
 
     slot = "likelihood"
+
+    @classmethod
+    def not_a_density(cls, data: DataSpec, config: object) -> str | None:
+        """Why ``log_prob`` is a reconstruction score rather than a normalised density over the
+        data's intensities (MS-SSIM), or None when it is one. A model without a density reports
+        no NLL, and this reason in its place."""
+        return None
 
     def param_channels(self) -> int:
         """Channels the decoder must produce for this likelihood."""

@@ -1,10 +1,10 @@
-"""Gaussian VAE parts: diagonal-Gaussian encoders, conv and MLP decoders, the N(0, I) prior
+"""Gaussian VAE parts: diagonal-Gaussian encoders and a deterministic one, conv and MLP decoders, the N(0, I) prior
 (the core's, with its closed-form KL to the core's diagonal Gaussian), and the Bernoulli,
 discretized-logistic-mixture and dequantized-Gaussian likelihoods."""
 
 from vaereg import StandardNormal, hookimpl
 from vaereg_gaussian.decoders import ConvDecoder, MLPDecoder
-from vaereg_gaussian.encoders import ConvGaussianEncoder, MLPGaussianEncoder
+from vaereg_gaussian.encoders import ConvGaussianEncoder, DeterministicEncoder, MLPGaussianEncoder
 from vaereg_gaussian.likelihoods import Bernoulli, DequantizedGaussian, DiscretizedLogistic
 
 VAEREG_PLUGIN_API = 3
@@ -14,6 +14,7 @@ VAEREG_PLUGIN_API = 3
 def register_parts(register):
     register("gaussian", ConvGaussianEncoder)
     register("gaussian-mlp", MLPGaussianEncoder)
+    register("deterministic", DeterministicEncoder)
     register("conv", ConvDecoder)
     register("mlp", MLPDecoder)
     register("normal", StandardNormal)

@@ -1,5 +1,6 @@
-"""Diagonal-Gaussian encoders q(z | x, y) = N(mu, diag sigma^2) over a latent vector; a class
-label, when the model is conditioned on one, is added to the last hidden layer."""
+"""Diagonal-Gaussian encoders q(z | x, y) = N(mu, diag sigma^2) over a latent vector, and the
+deterministic encoder z = f(x) of autoencoders; a class label, when the model is conditioned on
+one, is added to the last hidden layer."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Annotated
 
 from torch import Tensor, nn
 
-from vaereg import Context, DataSpec, DiagonalGaussian, Encoder, LatentSpec, Range, context_bias, continuous
+from vaereg import (Context, DataSpec, DiagonalGaussian, Encoder, LatentSpec, PointMass, Range, context_bias,
+                    continuous)
 from vaereg.nets import DownStack, halvings
 
 
@@ -37,13 +39,26 @@ class _GaussianEncoder(Encoder):
 class ConvGaussianEncoder(_GaussianEncoder):
     """Strided 3x3 convolutions down to at most 4x4, then a linear map to (mu, log sigma)."""
 
+    outputs = 2  # per latent dimension
+
     def __init__(self, data: DataSpec, latent: LatentSpec, config: GaussianEncoderConfig):
         super().__init__(data, latent, config)
         sizes = halvings(data.height, data.width)
         h, w = sizes[-1]
         self.trunk = nn.Sequential(DownStack(data.channels, config.width, sizes), nn.Flatten())
         self.condition = context_bias(data, config.width * h * w)
-        self.head = nn.Linear(config.width * h * w, 2 * config.latent_dim)
+        self.head = nn.Linear(config.width * h * w, self.outputs * config.latent_dim)
+
+
+class DeterministicEncoder(ConvGaussianEncoder):
+    """The conv encoder's network mapping each image to one latent z = f(x): a point mass, as
+    in plain, regularised (RAE), Wasserstein (WAE) and adversarial (AAE) autoencoders."""
+
+    posterior = PointMass
+    outputs = 1
+
+    def forward(self, x: Tensor, context: Context) -> PointMass:
+        return PointMass(self.head(self.condition(self.trunk(x), context)))
 
 
 class MLPGaussianEncoder(_GaussianEncoder):

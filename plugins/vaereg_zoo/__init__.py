@@ -1,18 +1,25 @@
-"""The model zoo's objectives: published VAE variants that differ from a plain VAE in what they
-optimise, each in its own module citing its paper and equation, each registered with a preset of
-the same name that trains the conv Gaussian VAE with it (``vaereg eval --combo btcvae``)."""
+"""The model zoo: published VAE variants, each in its own module citing its paper and equation.
+Most differ from a plain VAE in what they optimise (an objective); each module names its
+objective and preset in ``PRESET`` and, where the variant needs other parts than the conv
+Gaussian VAE (a deterministic encoder, an ex-post density, another likelihood), the slots it
+changes in ``PARTS``. ``vaereg eval --combo NAME`` trains a variant with its defaults."""
 
 from vaereg import hookimpl
-from vaereg_zoo import btcvae, capacity, dipvae, infovae, wae
+from vaereg_zoo import ae, btcvae, capacity, dipvae, infovae, rae, wae
 
 VAEREG_PLUGIN_API = 3
 
-#: (objective name, its class, the module whose PRESET names its preset)
+#: The conv Gaussian VAE that a variant's preset trains, except for the slots its PARTS change.
+BASE = {"encoder": "gaussian", "decoder": "conv", "prior": "normal", "likelihood": "dlogistic"}
+
+#: (objective name, its class, the module holding its PRESET and PARTS)
 VARIANTS = (
+    ("ae", ae.Autoencoder, ae),
     ("btcvae", btcvae.BetaTCVAE, btcvae),
     ("capacity", capacity.Capacity, capacity),
     ("dipvae", dipvae.DIPVAE, dipvae),
     ("infovae", infovae.InfoVAE, infovae),
+    ("rae", rae.RAE, rae),
     ("wae", wae.WAE, wae),
 )
 
@@ -27,5 +34,4 @@ def register_objectives(register):
 def register_presets(register):
     for name, _, module in VARIANTS:
         preset, description, options = module.PRESET
-        register(preset, description, options=options, encoder="gaussian", decoder="conv", prior="normal",
-                 likelihood="dlogistic", objective=name)
+        register(preset, description, options=options, objective=name, **{**BASE, **getattr(module, "PARTS", {})})

@@ -7,9 +7,9 @@ a Gaussian likelihood, the paper's squared error up to scale and a constant). MM
 the unbiased MMD^2 between the batch's latent draws and as many draws from N(0, I)
 (``vaereg_zoo.mmd``).
 
-The paper's encoder is deterministic: the limit of a posterior whose variance collapses. This
-module trains the gaussian encoder and uses the posterior's draw z ~ q(z|x) (one per image) both
-for the cost and for the MMD; no KL term is added, so nothing stops that variance from shrinking.
+The paper's encoder is deterministic (z = f(x)), and so is the preset's: the model has no
+posterior density and reports no NLL, and its samples come from the prior the MMD matched. The
+objective takes the first draw of any encoder (a stochastic one works too: z ~ q(z|x)).
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from vaereg.model import Terms
 from vaereg.specs import LatentSpec
 from vaereg_zoo.mmd import Kernel, mmd_to_standard_normal, vector_latent_mismatch
 
-PRESET = ("wae", "WAE-MMD (Tolstikhin et al. 2018): reconstruction cost plus lambda * MMD(q(z), N(0, I))", {})
+PRESET = ("wae", "WAE-MMD (Tolstikhin et al. 2018): deterministic encoder, reconstruction cost plus lambda * "
+          "MMD(q(z), N(0, I))", {})
+PARTS = {"encoder": "deterministic"}
 
 
 @dataclass

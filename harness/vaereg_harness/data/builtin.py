@@ -5,14 +5,16 @@ network unless ``download`` is asked."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from vaereg import DataSource, DataSpec, UsageError, hookimpl
+from vaereg import DataSource, DataSpec, Range, UsageError, hookimpl
 from vaereg.data import Dataset
 from vaereg_harness.data.folder import FolderConfig, load_folder
 from vaereg_harness.data.idx import load_idx_set
@@ -36,16 +38,32 @@ class Digits(DataSource):
         return Dataset(DataSpec("digits", 1, 8, 8, 17), images[:cut], images[cut:], labels[:cut], labels[cut:])
 
 
+@dataclass
+class IDXConfig:
+    """``train_images``: train on the first N images of the training split (0: all of them), for a
+    budget smaller than an epoch of 60000; the test split is untouched."""
+
+    train_images: Annotated[int, Range(0, 100_000_000)] = 0
+
+
 class IDXSet(DataSource):
     """A data set shipped as four IDX files; ``folder`` is torchvision's class for it, also the
     folder torchvision keeps its files in under the root."""
 
+    Config = IDXConfig
     name: ClassVar[str]
     folder: ClassVar[str]
     binarize: ClassVar[bool] = False
 
     def load(self, root: Path, *, download: bool = False, argument: str | None = None) -> Dataset:
-        return load_idx_set(self.name, root, self.folder, download, self.binarize)
+        data = load_idx_set(self.name, root, self.folder, download, self.binarize)
+        n = self.config.train_images
+        if not n:
+            return data
+        if n > data.train.shape[0]:
+            raise UsageError(f"dataset.train_images={n} but {self.name} has {data.train.shape[0]} training images; "
+                             f"give at most {data.train.shape[0]} (0: all)")
+        return dataclasses.replace(data, train=data.train[:n], train_labels=data.train_labels[:n])
 
 
 class MNIST(IDXSet):

@@ -17,16 +17,20 @@ class NLL(Metric):
                format=".3f"),
         Column("iw_samples", int, "draws", None, "importance samples per image behind nll_nats (1 for a "
                "point-mass posterior)", heading="K"),
+        Column("nll_note", str, "", None, "why nll_nats and nelbo_nats are null, when they are", shown=False),
     )
 
     def compute(self, scoring: Scoring) -> dict[str, int | float | str | None]:
-        nll = scoring.evaluation.nll_nats
-        return {"nll_nats": nll, "nll_bpd": scoring.test.spec.bits_per_dim(nll),
-                "iw_samples": scoring.evaluation.iw_samples}
+        evaluation = scoring.evaluation
+        if evaluation.no_density:
+            return {"nll_note": evaluation.no_density}
+        nll = evaluation.nll_nats
+        return {"nll_nats": nll, "nll_bpd": scoring.test.spec.bits_per_dim(nll), "iw_samples": evaluation.iw_samples}
 
 
 class NegativeELBO(Metric):
-    """The negative evidence lower bound per test image, from one posterior draw."""
+    """The negative evidence lower bound per test image, from one posterior draw (null with the
+    NLL, and for the same reason, when the model has no density)."""
 
     columns = (
         Column("nelbo_nats", float, "nats", False, "negative ELBO per test image, one posterior draw",

@@ -38,12 +38,14 @@ def evaluation_pass(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 
     draw (negative ELBO; KL per dimension, or the codes of a point mass) and the
     importance-sampled NLL, drawn ``iw_chunk`` at a time through ``VAE.forward``. Images go
     ``images_per_pass`` at a time, so memory stays bounded whatever ``iw_samples`` is.
-    Conditioned on labels, the NLL is -log p(x | y).
+    Conditioned on labels, the NLL is -log p(x | y). A model without a density
+    (``Combo.no_density``) gets neither, and the reason.
 
     Pass p draws from the stream ``(seed, "evaluate", p)``. Under torchrun each rank scores
     its share of the passes and the per-image values are gathered in order, so the values
     equal those of one process with the same checkpoint and seed."""
     model.eval()
+    no_density = model.combo.no_density
     device = next(model.parameters()).device
     began = time.perf_counter()
     step = images_per_pass(device, iw_chunk)
@@ -59,15 +61,16 @@ def evaluation_pass(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 
         with distributed.seeded(seed, "evaluate", i):
             posterior = model.encode(batch)
             terms = model(batch, 1, posterior=posterior)
-            nelbos.append(negative_elbo(terms).double())
-            nlls.append(importance_nll(model, batch, iw_samples, iw_chunk, posterior).double())
+            if no_density is None:
+                nelbos.append(negative_elbo(terms).double())
+                nlls.append(importance_nll(model, batch, iw_samples, iw_chunk, posterior).double())
         threads.tick()
         if terms.deterministic:
             indices.append(terms.z[0])
         elif terms.kl is not None:
             kls.append(terms.kl.flatten(1).double().sum(0))
     none = torch.empty(0, dtype=torch.float64, device=device)
-    nll = gathered(nlls, none)
+    nelbo, nll = (None, None) if no_density else (gathered(nelbos, none).cpu(), gathered(nlls, none).cpu())
     seconds = time.perf_counter() - began
     # what the passes yielded, over every rank (a rank may have scored none)
     seen = collective.all_sum(torch.tensor([float(bool(indices)), float(bool(kls))], device=device)) > 0
@@ -79,5 +82,5 @@ def evaluation_pass(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 
     if any_kl:
         kl_sum = collective.all_sum(sum(kls) if kls else torch.zeros(latent.size, dtype=torch.float64, device=device))
         kl = (kl_sum / test.shape[0]).cpu()
-    return EvaluationPass(nelbo=gathered(nelbos, none).cpu(), nll=nll.cpu(),
-                          iw_samples=1 if deterministic else iw_samples, kl=kl, codes=codes, seconds=seconds)
+    return EvaluationPass(nelbo=nelbo, nll=nll, iw_samples=1 if deterministic else iw_samples, kl=kl, codes=codes,
+                          seconds=seconds, no_density=no_density)

@@ -36,7 +36,7 @@ from vaereg.registry import PluginLoadWarning, get_registry
 from vaereg_harness.metrics import DEFAULTS
 from vaereg_harness.store.files import atomic_write
 
-SCHEMA_VERSION = 5  # 5: metric columns come from the registered metrics' declarations
+SCHEMA_VERSION = 6  # 5: metric columns come from the registered metrics' declarations; 6: nll_note
 
 Value = int | float | str | None
 
