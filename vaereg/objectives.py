@@ -106,10 +106,18 @@ def kl_per_level(latent: LatentSpec, kl: Tensor) -> Tensor:
     return torch.stack([level.flatten(1).sum(1) for level in latent.split(kl)], 1)
 
 
-def iw_bound(log_weights: Tensor) -> Tensor:
+def iw_bound(log_weights: Tensor, groups: int = 1) -> Tensor:
     """The importance-weighted bound per image ``[B]``: logsumexp_k log w_k - log K over the
-    draws of ``log_weights`` ``[K, B]`` (Burda et al. 2016, eq. 8; K = 1 is the ELBO)."""
-    return torch.logsumexp(log_weights, 0) - math.log(log_weights.shape[0])
+    draws of ``log_weights`` ``[K, B]`` (Burda et al. 2016, eq. 8; K = 1 is the ELBO). With
+    ``groups`` M, ``log_weights`` is ``[M*K, B]``, cut into M consecutive blocks of K draws, and
+    the result is the mean over blocks of each block's K-draw bound (the MIWAE bound, Rainforth
+    et al. 2018, sec. 4; one group per draw, K = 1, gives the ELBO averaged over the draws)."""
+    draws = log_weights.shape[0]
+    if groups < 1 or draws % groups:
+        raise ValueError(f"{draws} draws do not split into {groups} groups of equal size; "
+                         "pass a number of groups that divides the draws")
+    k = draws // groups
+    return (torch.logsumexp(log_weights.unflatten(0, (groups, k)), 1) - math.log(k)).mean(0)
 
 
 def negative_elbo(terms: Terms) -> Tensor:

@@ -9,8 +9,7 @@ from typing import Annotated
 
 from torch import Tensor, nn
 
-from vaereg import (Context, DataSpec, DiagonalGaussian, Encoder, LatentSpec, PointMass, Range, context_bias,
-                    continuous)
+from vaereg import Context, DataSpec, DiagonalGaussian, Encoder, LatentSpec, PointMass, Range, context_bias, continuous
 from vaereg.nets import DownStack, halvings
 
 

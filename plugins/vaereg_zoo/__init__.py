@@ -5,7 +5,23 @@ Gaussian VAE (a deterministic encoder, an ex-post density, another likelihood), 
 changes in ``PARTS``. ``vaereg eval --combo NAME`` trains a variant with its defaults."""
 
 from vaereg import hookimpl
-from vaereg_zoo import ae, btcvae, capacity, dipvae, infovae, rae, wae
+from vaereg_zoo import (
+    aae,
+    ae,
+    btcvae,
+    capacity,
+    ciwae,
+    dipvae,
+    factorvae,
+    hvae,
+    infovae,
+    miwae,
+    msssim,
+    piwae,
+    rae,
+    vaegan,
+    wae,
+)
 
 VAEREG_PLUGIN_API = 3
 
@@ -14,14 +30,32 @@ BASE = {"encoder": "gaussian", "decoder": "conv", "prior": "normal", "likelihood
 
 #: (objective name, its class, the module holding its PRESET and PARTS)
 VARIANTS = (
+    ("aae", aae.AAE, aae),
     ("ae", ae.Autoencoder, ae),
     ("btcvae", btcvae.BetaTCVAE, btcvae),
     ("capacity", capacity.Capacity, capacity),
+    ("ciwae", ciwae.CIWAE, ciwae),
     ("dipvae", dipvae.DIPVAE, dipvae),
+    ("factorvae", factorvae.FactorVAE, factorvae),
+    ("hvae", hvae.HVAE, hvae),
     ("infovae", infovae.InfoVAE, infovae),
+    ("miwae", miwae.MIWAE, miwae),
+    ("piwae", piwae.PIWAE, piwae),
     ("rae", rae.RAE, rae),
+    ("vaegan", vaegan.VAEGAN, vaegan),
     ("wae", wae.WAE, wae),
 )
+
+#: Variants that change a part and train with the ELBO: (slot, part name, its class, the module).
+PART_VARIANTS = (
+    ("likelihood", "msssim", msssim.MSSSIMLikelihood, msssim),
+)
+
+
+@hookimpl
+def register_parts(register):
+    for _, name, cls, _ in PART_VARIANTS:
+        register(name, cls)
 
 
 @hookimpl
@@ -35,3 +69,6 @@ def register_presets(register):
     for name, _, module in VARIANTS:
         preset, description, options = module.PRESET
         register(preset, description, options=options, objective=name, **{**BASE, **getattr(module, "PARTS", {})})
+    for _, _, _, module in PART_VARIANTS:
+        preset, description, options = module.PRESET
+        register(preset, description, options=options, **{**BASE, **module.PARTS})

@@ -46,9 +46,10 @@ class StageReport:
 
 
 def update(steps: list[Step], optimizers: list[torch.optim.Optimizer], out: Any, progress: float,
-       weight: float = 1.0) -> dict[str, Tensor]:
+           weight: float = 1.0, synced: bool = True) -> dict[str, Tensor]:
     """One update of every step from the forward output ``out``: each step's gradient is
-    taken before any optimiser moves, so every loss sees the same parameters. Returns the
+    taken before any optimiser moves, so every loss sees the same parameters. ``synced``: DDP
+    averages a single step's gradients over the ranks (else they are averaged here). Returns the
     stats, the first step's as they are and the others' prefixed by the step's name."""
     stats: dict[str, Tensor] = {}
     last = len(steps) - 1
@@ -57,6 +58,8 @@ def update(steps: list[Step], optimizers: list[torch.optim.Optimizer], out: Any,
         optimizer.zero_grad(set_to_none=True)
         if last == 0:
             (loss * weight).backward()  # weight 1 in one process
+            if not synced:
+                collective.average_gradients(step.parameters)
         else:
             (loss * weight).backward(inputs=step.parameters, retain_graph=s < last)
             collective.average_gradients(step.parameters)
@@ -162,9 +165,12 @@ class Trainer:
             p.requires_grad_(False)
         for p in trained:
             p.requires_grad_(True)
-        # one optimiser: DDP syncs its gradients; several (an adversarial objective): their
-        # gradients are averaged over the ranks explicitly, one backward pass per step
-        net = distributed.wrap(stage.module()) if len(steps) == 1 else stage.module()
+        # one optimiser over the module's own parameters: DDP syncs its gradients; several (an
+        # adversarial objective), or one that also trains the objective's parameters (HVAE's step
+        # sizes): their gradients are averaged over the ranks explicitly, a backward pass per step
+        in_module = {id(p) for p in stage.module().parameters()}
+        synced = len(steps) == 1 and all(id(p) in in_module for p in trained)
+        net = distributed.wrap(stage.module()) if synced else stage.module()
         net = torch.compile(net) if cfg.compile else net
         # fused: one kernel per step for every parameter (CPU and CUDA); 1.5x the training
         # throughput of the per-tensor loop on the MLP VAE (benchmarks/RESULTS.md)
@@ -194,7 +200,7 @@ class Trainer:
                 progress = (epoch * batches + i) / (epochs * batches)
                 with amp:
                     out = stage.forward(net, rows[idx], None if labels is None else labels[idx])
-                stats = update(steps, optimizers, out, progress, weight)
+                stats = update(steps, optimizers, out, progress, weight, synced)
                 threads.tick()
                 for key, value in stats.items():  # accumulated on the device: no sync per step
                     totals[key] = totals.get(key, 0) + value.float() * idx.shape[0] * (weight > 0)
