@@ -75,3 +75,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def built_in_plugins() -> list[str]:
+    """vaereg's own plugins (entry-point names), read from the registry."""
+    return sorted(p.name for p in registry.get_registry().plugins if p.distribution == registry.BUILT_IN)
+
+
+def built_in(plugin: str) -> bool:
+    return plugin in built_in_plugins()

@@ -99,3 +99,17 @@ def test_the_logger_example_writes_every_record(registry, tmp_path):
     logger.close()
     with (tmp_path / "run" / "metrics.csv").open(newline="") as file:
         assert list(csv.DictReader(file)) == [{k: str(v) for k, v in r.items()} for r in records]
+
+
+def test_the_zoo_page_has_a_row_and_a_leaderboard_entry_for_every_variant():
+    """docs/zoo.md lists every preset of the zoo's plugins and the issue's part variants, and its
+    sweep file trains each of them."""
+    from tests.test_zoo_presets import PART_PRESETS, zoo_presets
+
+    page = (GUIDE.parent / "zoo.md").read_text()
+    listed = set(re.findall(r"^\| `([\w-]+)` \|", page, re.M))
+    sweep = (GUIDE.parent / "zoo" / "fashion-mnist.toml").read_text()
+    swept = set(re.findall(r'"([\w+=-]+)"', sweep[sweep.index("combo"):sweep.index("]")]))
+    variants = {*zoo_presets(), *PART_PRESETS}
+    assert variants <= listed, sorted(variants - listed)
+    assert variants <= swept, sorted(variants - swept)

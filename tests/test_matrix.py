@@ -15,9 +15,10 @@ import math
 import pytest
 import torch
 
+from tests.conftest import built_in
 from vaereg import DataSpec, UsageError
 from vaereg.combo import DEFAULT_OBJECTIVE, Combo, resolve
-from vaereg.registry import BUILT_IN, get_registry
+from vaereg.registry import get_registry
 from vaereg_harness.api import RunConfig, create_model, train_model
 from vaereg_harness.data import Dataset
 from vaereg_harness.metrics.passes import evaluation_pass
@@ -28,10 +29,6 @@ PRIORS = {"pixelcnn": {"width": 8, "layers": 2}, "vamp": {"pseudo_inputs": 5}, "
           "flow": {"hidden": 8}}
 SAMPLE = 15  # the default selection keeps one in SAMPLE of the combinations beyond its fixed core
 TINY = DataSpec("tiny", 1, 8, 8, 2)
-
-
-def built_in(plugin: str) -> bool:
-    return any(p.name == plugin and p.distribution == BUILT_IN for p in get_registry().plugins)
 
 
 def combos() -> list[str]:

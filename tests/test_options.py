@@ -7,6 +7,7 @@ import typing
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import built_in
 from vaereg import DataSpec, UsageError
 from vaereg.combo import resolve
 from vaereg.config import FieldType, field_types, from_dict
@@ -16,7 +17,6 @@ from vaereg_objectives.elbo import ELBOConfig
 from vaereg_objectives.iwae import IWAEConfig
 
 DIGITS = DataSpec("digits", 1, 8, 8, 17)
-BUILT_IN = {"gaussian", "vq", "pixelcnn", "hierarchical", "nvae", "mixtures", "flows", "objectives"}
 
 
 def home_combo(slot: str, name: str) -> str | None:
@@ -52,9 +52,12 @@ def cases():
     groups = [("objective", "gaussian", ELBOConfig), ("objective", "gaussian+objective=iwae", IWAEConfig)]
     for slot, by_name in registry.parts.items():
         for name, entry in sorted(by_name.items()):
-            combo = home_combo(slot, name) if entry.plugin in BUILT_IN else None
+            combo = home_combo(slot, name) if built_in(entry.plugin) else None
             if combo is not None:
                 groups.append((slot, combo, entry.cls.Config))
+    for name, entry in sorted(registry.entries["objective"].items()):
+        if built_in(entry.plugin) and name not in ("elbo", "iwae"):  # the zoo's, each with its preset
+            groups.append(("objective", name, entry.cls.Config))
     for group, combo, config in groups:
         for field, t in field_types(config).items():
             yield pytest.param(combo, f"{group}.{field}", wrong_type(t), id=f"{combo}:{group}.{field}:type")
@@ -77,7 +80,7 @@ def test_every_built_in_field_is_bounded_or_a_choice_where_a_number_could_hang()
     """Integers without a range ('prior.layers=9223372036854775808') once hung a run."""
     for _, _, config in [
         (e.slot, None, e.cls.Config) for by in get_registry().entries.values() for e in by.values()
-        if e.plugin in BUILT_IN
+        if built_in(e.plugin)
     ]:
         for name, t in field_types(config).items():
             assert t.base is not int or t.range is not None, f"{config.__name__}.{name}"

@@ -6,6 +6,9 @@ import math
 
 from torch import Tensor, nn
 
+from vaereg.context import context_bias
+from vaereg.specs import DataSpec
+
 Size = tuple[int, int]
 
 
@@ -56,3 +59,14 @@ class Reshape(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.reshape(x.shape[0], *self.shape)
+
+
+def conv_features(data: DataSpec, width: int) -> tuple[nn.Sequential, nn.Module, int]:
+    """The conv encoders' shared network: ``trunk`` (a DownStack to at most 4x4, flattened),
+    ``condition`` (the label's bias on its features, when conditioned) and the feature count,
+    for a head ``nn.Linear(features, ...)``. Encoders keep them as ``self.trunk`` and
+    ``self.condition``: features are ``condition(trunk(x), context)``."""
+    sizes = halvings(data.height, data.width)
+    h, w = sizes[-1]
+    features = width * h * w
+    return nn.Sequential(DownStack(data.channels, width, sizes), nn.Flatten()), context_bias(data, features), features

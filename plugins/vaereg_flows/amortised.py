@@ -12,9 +12,9 @@ from typing import Annotated, ClassVar
 import torch
 from torch import Tensor, nn
 
-from vaereg import Context, DataSpec, Encoder, LatentSpec, Posterior, Range, context_bias, continuous
+from vaereg import Context, DataSpec, Encoder, LatentSpec, Posterior, Range, continuous
 from vaereg.gaussian import normal_log_prob
-from vaereg.nets import DownStack, halvings
+from vaereg.nets import conv_features
 
 
 @dataclass
@@ -93,12 +93,8 @@ class AmortisedFlowEncoder(Encoder):
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: AmortisedFlowConfig):
         super().__init__(data, latent, config)
-        sizes = halvings(data.height, data.width)
-        h, w = sizes[-1]
-        features = config.width * h * w
         self.latent_dim, self.steps = config.latent_dim, config.steps
-        self.trunk = nn.Sequential(DownStack(data.channels, config.width, sizes), nn.Flatten())
-        self.condition = context_bias(data, features)
+        self.trunk, self.condition, features = conv_features(data, config.width)
         d = config.latent_dim
         self.head = nn.Linear(features, 2 * d + config.steps * self.posterior.params_per_step(d))
 

@@ -11,9 +11,9 @@ from typing import Annotated
 import torch
 from torch import Tensor, nn
 
-from vaereg import Context, DataSpec, Encoder, LatentSpec, Posterior, Range, context_bias, continuous
+from vaereg import Context, DataSpec, Encoder, LatentSpec, Posterior, Range, continuous
 from vaereg.gaussian import normal_log_prob
-from vaereg.nets import DownStack, halvings
+from vaereg.nets import conv_features
 from vaereg_flows.made import alternating, invert
 
 GATE_BIAS = 1.5  # sigmoid(1.5) ~ 0.82: steps start close to the identity (the paper's forget-gate bias)
@@ -99,11 +99,7 @@ class IAFEncoder(Encoder):
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: IAFConfig):
         super().__init__(data, latent, config)
-        sizes = halvings(data.height, data.width)
-        h, w = sizes[-1]
-        features = config.width * h * w
-        self.trunk = nn.Sequential(DownStack(data.channels, config.width, sizes), nn.Flatten())
-        self.condition = context_bias(data, features)
+        self.trunk, self.condition, features = conv_features(data, config.width)
         self.head = nn.Linear(features, 2 * config.latent_dim)
         self.to_context = nn.Sequential(nn.Linear(features, config.hidden), nn.SiLU())
         self.flow = IAFSteps(config.latent_dim, config.steps, config.hidden)

@@ -10,7 +10,7 @@ from typing import Annotated
 from torch import Tensor, nn
 
 from vaereg import Context, DataSpec, DiagonalGaussian, Encoder, LatentSpec, PointMass, Range, context_bias, continuous
-from vaereg.nets import DownStack, halvings
+from vaereg.nets import conv_features
 
 
 @dataclass
@@ -42,11 +42,8 @@ class ConvGaussianEncoder(_GaussianEncoder):
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: GaussianEncoderConfig):
         super().__init__(data, latent, config)
-        sizes = halvings(data.height, data.width)
-        h, w = sizes[-1]
-        self.trunk = nn.Sequential(DownStack(data.channels, config.width, sizes), nn.Flatten())
-        self.condition = context_bias(data, config.width * h * w)
-        self.head = nn.Linear(config.width * h * w, self.outputs * config.latent_dim)
+        self.trunk, self.condition, features = conv_features(data, config.width)
+        self.head = nn.Linear(features, self.outputs * config.latent_dim)
 
 
 class DeterministicEncoder(ConvGaussianEncoder):

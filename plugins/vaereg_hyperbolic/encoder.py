@@ -8,8 +8,8 @@ from typing import Annotated
 
 from torch import Tensor, nn
 
-from vaereg import Context, DataSpec, Encoder, LatentSpec, Range, context_bias, continuous
-from vaereg.nets import DownStack, halvings
+from vaereg import Context, DataSpec, Encoder, LatentSpec, Range, continuous
+from vaereg.nets import conv_features
 from vaereg.parts import ForVector
 from vaereg_hyperbolic.ball import PoincareBall
 from vaereg_hyperbolic.wrapped import WrappedNormal
@@ -43,11 +43,8 @@ class PoincareEncoder(ForVector, Encoder):
     def __init__(self, data: DataSpec, latent: LatentSpec, config: PoincareEncoderConfig):
         super().__init__(data, latent, config)
         self.ball = PoincareBall(config.curvature)
-        sizes = halvings(data.height, data.width)
-        h, w = sizes[-1]
-        self.trunk = nn.Sequential(DownStack(data.channels, config.width, sizes), nn.Flatten())
-        self.condition = context_bias(data, config.width * h * w)
-        self.head = nn.Linear(config.width * h * w, 2 * config.latent_dim)
+        self.trunk, self.condition, features = conv_features(data, config.width)
+        self.head = nn.Linear(features, 2 * config.latent_dim)
 
     def forward(self, x: Tensor, context: Context) -> WrappedNormal:
         tangent, log_std = self.head(self.condition(self.trunk(x), context)).chunk(2, dim=1)

@@ -17,8 +17,8 @@ from typing import Annotated
 import torch
 from torch import Tensor, nn
 
-from vaereg import Context, DataSpec, Encoder, LatentSpec, Posterior, Range, context_bias, continuous
-from vaereg.nets import DownStack, halvings
+from vaereg import Context, DataSpec, Encoder, LatentSpec, Posterior, Range, continuous
+from vaereg.nets import conv_features
 from vaereg_sphere.bessel import log_bessel
 
 MAX_ROUNDS = 1000  # Wood's sampler accepts about two thirds or more of its proposals at any (m, kappa)
@@ -151,11 +151,7 @@ class VMFEncoder(Encoder):
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: VMFEncoderConfig):
         super().__init__(data, latent, config)
-        sizes = halvings(data.height, data.width)
-        h, w = sizes[-1]
-        features = config.width * h * w
-        self.trunk = nn.Sequential(DownStack(data.channels, config.width, sizes), nn.Flatten())
-        self.condition = context_bias(data, features)
+        self.trunk, self.condition, features = conv_features(data, config.width)
         self.head = nn.Linear(features, config.latent_dim + 1)
 
     def forward(self, x: Tensor, context: Context) -> VonMisesFisher:
