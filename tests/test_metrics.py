@@ -35,7 +35,7 @@ from vaereg_harness.store.results import Row, append_row, read_results, refused_
 # the columns of a row before metrics were plugins (schema 4), which the defaults must keep
 TODAY = ["run_id", "created_at", "combo", "parts", "config", "run_dir", "config_hash", "dataset", "seed", "device",
          "threads", "world_size", "batch_size", "epochs", "condition", "eval_images", "nelbo_nats", "nll_nats",
-         "nll_bpd", "iw_samples", "train_seconds", "train_images_per_s", "stage_seconds", "eval_seconds",
+         "nll_bpd", "iw_samples", "nll_note", "train_seconds", "train_images_per_s", "stage_seconds", "eval_seconds",
          "sample_images_per_s", "peak_gpu_memory_mb", "codebook_perplexity", "codebook_usage", "kl_per_level",
          "active_units", "fid", "fid_extractor", "fid_samples", "fid_reference", "fid_floor", "fid_note",
          "fid_extractor_accuracy", "fid_extractor_seconds", "fid_seconds", "condition_accuracy", "samples_png",
@@ -104,7 +104,7 @@ def test_the_metrics_share_one_encoding_per_batch_and_one_draw_of_samples(digits
     assert values["nll_nats"] == evaluation_pass(model, scored, 300, 128, progress=False, seed=0).nll_nats
     left_out = {"codebook_perplexity", "codebook_usage"}  # a Gaussian latent has no codes
     expected = {c.name for name in DEFAULTS for c in registry_module.get_registry().get("metric", name).cls.columns}
-    assert set(values) == expected - left_out - {"fid_note"}  # a note only says why there is no FID
+    assert set(values) == expected - left_out - {"fid_note", "nll_note"}  # notes say why a value is null
 
 
 def test_a_metric_value_is_checked_against_its_declared_column():

@@ -253,7 +253,8 @@ def resolve(
                                                             **given.get("objective", {})}, what=what)
     combo = Combo(text, data, chosen, configs, latent, registry.kl, objective)
     reason = (objective.cls.mismatch(latent, configs["objective"], combo.closed_form_kl)
-              or objective.cls.encoder_mismatch(combo.parts["encoder"].cls.posterior))
+              or objective.cls.encoder_mismatch(combo.parts["encoder"].cls.posterior)
+              or objective.cls.likelihood_mismatch(combo.parts["likelihood"].cls))
     if reason:
         raise UsageError(f"{what} cannot train {text!r}: it {reason}" if not reason.startswith("objective.")
                          else f"{text!r}: {reason}")

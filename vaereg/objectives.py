@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from vaereg.model import VAE, Batch, Terms
-from vaereg.parts import NoOptions, Posterior
+from vaereg.parts import Likelihood, NoOptions, Posterior
 from vaereg.specs import LATENT_KINDS, DataSpec, LatentSpec
 
 #: ``loss(terms, progress) -> (loss, stats)``: a scalar to minimise and detached scalar stats.
@@ -80,6 +80,13 @@ class Objective(nn.Module):
         """Why this objective cannot train an encoder whose posterior is of type ``posterior``
         (one that reads a diagonal Gaussian's parameters), or None when it can. Checked when the
         combo is resolved."""
+        return None
+
+    @classmethod
+    def likelihood_mismatch(cls, likelihood: type[Likelihood]) -> str | None:
+        """Why this objective cannot train a model with a likelihood of type ``likelihood`` (one
+        that reads the likelihood's mean image), or None when it can. Checked when the combo is
+        resolved."""
         return None
 
     def loss(self, terms: Terms, progress: float) -> tuple[Tensor, dict[str, Tensor]]:

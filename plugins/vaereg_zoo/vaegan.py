@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaereg import Objective, Range, Step, UsageError
+from vaereg import Likelihood, Objective, Range, Step, UsageError
 from vaereg.model import VAE, Terms
 from vaereg.objectives import kl_per_image
 from vaereg.specs import DataSpec, LatentSpec
@@ -91,6 +91,13 @@ class VAEGAN(Objective):
     def mismatch(cls, latent: LatentSpec, config: VAEGANConfig, closed_form_kl: bool) -> str | None:
         return super().mismatch(latent, config, closed_form_kl) or vector_latent_mismatch(
             latent, "VAE-GAN is built and tested here on the Gaussian VAE's vector latent")
+
+    @classmethod
+    def likelihood_mismatch(cls, likelihood: type[Likelihood]) -> str | None:
+        if likelihood.mean is Likelihood.mean:  # not overridden: an autoregressive likelihood
+            return (f"shows its discriminator the likelihood's mean image, and {likelihood.__name__} has none; "
+                    f"pick a likelihood with a mean (dlogistic, gaussian, bernoulli)")
+        return None
 
     def images(self, params: Tensor, model: VAE, terms: Terms) -> Tensor:
         images = model.likelihood.mean(params, terms.batch.context)
