@@ -226,12 +226,12 @@ def test_an_even_window_is_a_usage_error():
 
 def test_not_a_density_names_the_choice():
     assert MSSSIMLikelihood.not_a_density(spec(8), MSSSIMConfig()) == (
-        "MS-SSIM with 1 scale and a 7x7 window (chosen for 8x8 images) is a reconstruction score, "
+        "MS-SSIM with 1 scale and window 7x7 (chosen for 8x8 images) is a reconstruction score, "
         "not a normalised density over pixel intensities")
     assert MSSSIMLikelihood.not_a_density(spec(28), MSSSIMConfig()).startswith(
-        "MS-SSIM with 2 scales and a 11x11 window (chosen for 28x28 images)")
+        "MS-SSIM with 2 scales and window 11x11 (chosen for 28x28 images)")
     assert MSSSIMLikelihood.not_a_density(spec(8), MSSSIMConfig(scales=2)).startswith(
-        "MS-SSIM with 2 scales and a 3x3 window (set for 8x8 images)")
+        "MS-SSIM with 2 scales and window 3x3 (set for 8x8 images)")
 
 
 # ---- the likelihood ----

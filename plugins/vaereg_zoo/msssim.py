@@ -155,7 +155,7 @@ class MSSSIMLikelihood(Likelihood):
         scales, window = choose(data.height, data.width, config.scales, config.window)
         how = "chosen" if config.scales == 0 and config.window == 0 else "set"
         plural = "" if scales == 1 else "s"
-        return (f"MS-SSIM with {scales} scale{plural} and a {window}x{window} window ({how} for "
+        return (f"MS-SSIM with {scales} scale{plural} and window {window}x{window} ({how} for "
                 f"{data.height}x{data.width} images) is a reconstruction score, not a normalised density "
                 f"over pixel intensities")
 
