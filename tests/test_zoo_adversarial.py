@@ -180,7 +180,7 @@ def test_aae_without_the_generator_is_the_reconstruction(deterministic, digits):
 @pytest.mark.parametrize("cls", [FactorVAE, AAE, VAEGAN])
 def test_refuses_latents_that_are_not_vectors(cls):
     config = cls.Config()
-    assert "continuous vector latent" in cls.mismatch(continuous(4, 2, 2), config, True)
+    assert "continuous latent vector" in cls.mismatch(continuous(4, 2, 2), config, True)
     assert cls.mismatch(discrete(8, 4, 3), config, True)
     assert cls.mismatch(continuous(16), config, True) is None
 

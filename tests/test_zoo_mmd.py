@@ -163,7 +163,7 @@ def test_mismatch_is_one_line_for_non_vector_latents(objective_cls):
     assert objective_cls.mismatch(continuous(16), config, True) is None
     for latent in (discrete(8, 4, 4, 4), continuous(2, 4, 4)):
         reason = objective_cls.mismatch(latent, config, True)
-        assert reason and "\n" not in reason and "continuous vector" in reason
+        assert reason and "\n" not in reason and "continuous latent vector" in reason
 
 
 @pytest.mark.parametrize(("objective_cls", "config"), [(InfoVAE, InfoVAEConfig()), (InfoVAE, InfoVAEConfig(alpha=1.0)),

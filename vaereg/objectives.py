@@ -100,6 +100,14 @@ class Objective(nn.Module):
         return [Step("model", trained, self.loss)]
 
 
+def vector_mismatch(latent: LatentSpec, why: str) -> str | None:
+    """For ``Objective.mismatch``: why an objective that needs one continuous latent vector
+    (``why``: what it does with it) cannot train ``latent``, or None when it can."""
+    if latent.kind != "continuous" or len(latent.shape) != 1:
+        return f"needs a continuous latent vector ({why}), got a {latent.describe()}"
+    return None
+
+
 def kl_per_image(terms: Terms) -> Tensor:
     """KL(q || p) per image ``[B]``: closed form when the pair has one, else the one-draw Monte
     Carlo estimate log q - log p (for a point mass, -log p: its rate)."""

@@ -26,8 +26,9 @@ from torch import Tensor, nn
 
 from vaereg import Objective, Range, Step
 from vaereg.model import VAE, Terms
+from vaereg.objectives import vector_mismatch
 from vaereg.specs import DataSpec, LatentSpec
-from vaereg_zoo.discriminators import MLPDiscriminator, vector_latent_mismatch
+from vaereg_zoo.discriminators import MLPDiscriminator
 
 PRESET = ("aae", "Adversarial autoencoder (Makhzani et al. 2016): a deterministic encoder whose codes a "
           "discriminator matches to the prior", {})
@@ -59,7 +60,7 @@ class AAE(Objective):
 
     @classmethod
     def mismatch(cls, latent: LatentSpec, config: AAEConfig, closed_form_kl: bool) -> str | None:
-        return super().mismatch(latent, config, closed_form_kl) or vector_latent_mismatch(
+        return super().mismatch(latent, config, closed_form_kl) or vector_mismatch(
             latent, "the discriminator reads latent vectors")
 
     def prior_draws(self, terms: Terms) -> Tensor:

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from vaereg import Objective, Posterior, Range, UsageError
 from vaereg.model import Terms
-from vaereg.objectives import kl_per_image
+from vaereg.objectives import kl_per_image, vector_mismatch
 from vaereg.specs import LatentSpec
 
 PRESET = ("btcvae", "beta-TC-VAE (Chen et al. 2018): the KL split into index-code MI, total correlation "
@@ -89,10 +89,7 @@ class BetaTCVAE(Objective):
 
     @classmethod
     def mismatch(cls, latent: LatentSpec, config: BetaTCVAEConfig, closed_form_kl: bool) -> str | None:
-        if latent.kind != "continuous" or len(latent.shape) != 1:
-            return (f"needs a continuous latent vector (the total correlation is over its dimensions), "
-                    f"got a {latent.describe()}")
-        return None
+        return vector_mismatch(latent, "the total correlation is over its dimensions")
 
     @classmethod
     def encoder_mismatch(cls, posterior: type[Posterior]) -> str | None:

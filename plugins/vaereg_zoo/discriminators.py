@@ -9,15 +9,6 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from vaereg.nets import halvings
-from vaereg.specs import LatentSpec
-
-
-def vector_latent_mismatch(latent: LatentSpec, why: str) -> str | None:
-    """Why a discriminator on latent vectors does not apply to ``latent`` (it needs a continuous
-    vector; ``why`` says what for), or None."""
-    if latent.kind != "continuous" or len(latent.shape) != 1:
-        return f"needs a continuous vector latent ({why}), got a {latent.describe()}"
-    return None
 
 
 class MLPDiscriminator(nn.Sequential):

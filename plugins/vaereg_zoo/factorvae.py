@@ -27,9 +27,9 @@ from torch import Tensor, nn
 
 from vaereg import Objective, Range, Step
 from vaereg.model import VAE, Terms
-from vaereg.objectives import kl_per_image
+from vaereg.objectives import kl_per_image, vector_mismatch
 from vaereg.specs import DataSpec, LatentSpec
-from vaereg_zoo.discriminators import MLPDiscriminator, vector_latent_mismatch
+from vaereg_zoo.discriminators import MLPDiscriminator
 
 PRESET = ("factorvae", "FactorVAE (Kim & Mnih 2018): the ELBO plus gamma * total correlation, estimated by a "
           "discriminator between posterior draws and their dimension-wise permutation", {})
@@ -68,7 +68,7 @@ class FactorVAE(Objective):
 
     @classmethod
     def mismatch(cls, latent: LatentSpec, config: FactorVAEConfig, closed_form_kl: bool) -> str | None:
-        return super().mismatch(latent, config, closed_form_kl) or vector_latent_mismatch(
+        return super().mismatch(latent, config, closed_form_kl) or vector_mismatch(
             latent, "FactorVAE permutes its dimensions")
 
     def total_correlation(self, z: Tensor) -> Tensor:

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from vaereg import DiagonalGaussian, Objective, Posterior, Range, Step, UsageError
 from vaereg.gaussian import HALF_LOG_2PI
 from vaereg.model import VAE, Terms
+from vaereg.objectives import vector_mismatch
 from vaereg.specs import LatentSpec
 
 PRESET = ("hvae", "Hamiltonian VAE (Caterini et al. 2018): the ELBO of the encoder's draw moved by K tempered "
@@ -136,10 +137,7 @@ class HVAE(Objective):
 
     @classmethod
     def mismatch(cls, latent: LatentSpec, config: HVAEConfig, closed_form_kl: bool) -> str | None:
-        if latent.kind != "continuous" or len(latent.shape) != 1:
-            return (f"moves the latent by leapfrog steps in R^d, so needs a continuous latent vector, got a "
-                    f"{latent.describe()}")
-        return None
+        return vector_mismatch(latent, "leapfrog steps move it in R^d")
 
     @classmethod
     def encoder_mismatch(cls, posterior: type[Posterior]) -> str | None:

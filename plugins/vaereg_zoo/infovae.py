@@ -16,9 +16,9 @@ from torch import Tensor
 
 from vaereg import Objective, Range
 from vaereg.model import Terms
-from vaereg.objectives import kl_per_image
+from vaereg.objectives import kl_per_image, vector_mismatch
 from vaereg.specs import LatentSpec
-from vaereg_zoo.mmd import Kernel, mmd_to_standard_normal, vector_latent_mismatch
+from vaereg_zoo.mmd import Kernel, mmd_to_standard_normal
 
 PRESET = ("infovae", "InfoVAE (Zhao et al. 2019): the ELBO plus a weighted MMD between q(z) and N(0, I)", {})
 
@@ -53,7 +53,7 @@ class InfoVAE(Objective):
 
     @classmethod
     def mismatch(cls, latent: LatentSpec, config: InfoVAEConfig, closed_form_kl: bool) -> str | None:
-        return vector_latent_mismatch(latent)
+        return vector_mismatch(latent, "compared with N(0, I) by MMD")
 
     def loss(self, terms: Terms, progress: float) -> tuple[Tensor, dict[str, Tensor]]:
         config = self.config

@@ -18,8 +18,6 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from vaereg.specs import LatentSpec
-
 Kernel = Literal["rbf", "imq"]
 
 
@@ -65,10 +63,3 @@ def mmd_to_standard_normal(z: Tensor, kernel: Kernel) -> Tensor:
         return z.new_zeros(())
     return mmd(z, torch.randn_like(z), kernel)
 
-
-def vector_latent_mismatch(latent: LatentSpec) -> str | None:
-    """Why an MMD between latent draws and N(0, I) does not apply to ``latent`` (it needs a
-    continuous vector), or None."""
-    if latent.kind != "continuous" or len(latent.shape) != 1:
-        return f"needs a continuous vector latent to compare with N(0, I) by MMD, got a {latent.describe()}"
-    return None

@@ -38,9 +38,9 @@ from torch import Tensor, nn
 
 from vaereg import Likelihood, Objective, Range, Step, UsageError
 from vaereg.model import VAE, Terms
-from vaereg.objectives import kl_per_image
+from vaereg.objectives import kl_per_image, vector_mismatch
 from vaereg.specs import DataSpec, LatentSpec
-from vaereg_zoo.discriminators import ConvDiscriminator, vector_latent_mismatch
+from vaereg_zoo.discriminators import ConvDiscriminator
 
 PRESET = ("vaegan", "VAE-GAN (Larsen et al. 2016): a VAE whose reconstruction is measured on a GAN "
           "discriminator's features, with the decoder also trained to fool it", {})
@@ -89,7 +89,7 @@ class VAEGAN(Objective):
 
     @classmethod
     def mismatch(cls, latent: LatentSpec, config: VAEGANConfig, closed_form_kl: bool) -> str | None:
-        return super().mismatch(latent, config, closed_form_kl) or vector_latent_mismatch(
+        return super().mismatch(latent, config, closed_form_kl) or vector_mismatch(
             latent, "VAE-GAN is built and tested here on the Gaussian VAE's vector latent")
 
     @classmethod

@@ -21,8 +21,9 @@ from torch import Tensor
 
 from vaereg import Objective, Range
 from vaereg.model import Terms
+from vaereg.objectives import vector_mismatch
 from vaereg.specs import LatentSpec
-from vaereg_zoo.mmd import Kernel, mmd_to_standard_normal, vector_latent_mismatch
+from vaereg_zoo.mmd import Kernel, mmd_to_standard_normal
 
 PRESET = ("wae", "WAE-MMD (Tolstikhin et al. 2018): deterministic encoder, reconstruction cost plus lambda * "
           "MMD(q(z), N(0, I))", {})
@@ -46,7 +47,7 @@ class WAE(Objective):
 
     @classmethod
     def mismatch(cls, latent: LatentSpec, config: WAEConfig, closed_form_kl: bool) -> str | None:
-        return vector_latent_mismatch(latent)
+        return vector_mismatch(latent, "compared with N(0, I) by MMD")
 
     def loss(self, terms: Terms, progress: float) -> tuple[Tensor, dict[str, Tensor]]:
         cost = -terms.log_px[0].mean()
