@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, ClassVar
 
-import torch
 from torch import Tensor, nn
 
-from vaereg import Context, DataSpec, Encoder, LatentSpec, Posterior, Range, continuous
+from vaereg import Context, DataSpec, Encoder, LatentSpec, Range, continuous
 from vaereg.gaussian import normal_log_prob
 from vaereg.nets import conv_features
+from vaereg_flows.flowed import FlowedGaussian
 
 
 @dataclass
@@ -28,11 +28,10 @@ class AmortisedFlowConfig:
     steps: Annotated[int, Range(1, 128)] = 10
 
 
-class AmortisedFlowPosterior(Posterior):
+class AmortisedFlowPosterior(FlowedGaussian):
     """q(z | x): N(mu, sigma) pushed through K steps whose parameters ``params`` ``[B, K, P]``
     the encoder gave per image. A subclass names the step (``step``) and its parameter count
-    (``params_per_step``). A draw remembers its log q, so the model scores it at no cost; the
-    flow is not inverted, so no other z can be scored."""
+    (``params_per_step``). The flow is not inverted, so only the posterior's own draws are scored."""
 
     #: The flow's name, for the error on scoring a z this posterior did not draw.
     flow: ClassVar[str]
@@ -49,11 +48,10 @@ class AmortisedFlowPosterior(Posterior):
         raise NotImplementedError
 
     def __init__(self, mean: Tensor, log_std: Tensor, params: Tensor):
-        self.mean, self.log_std, self.params = mean, log_std, params
-        self._drawn: tuple[Tensor, Tensor] | None = None
+        super().__init__(mean, log_std)
+        self.params = params
 
-    def _through(self, z0: Tensor) -> tuple[Tensor, Tensor]:
-        """z_K and log q(z_K | x) ``[k, B]`` of base points ``z0`` ``[k, B, D]``."""
+    def through(self, z0: Tensor) -> tuple[Tensor, Tensor]:
         base = normal_log_prob(z0, self.mean, self.log_std).sum(-1)
         z = z0.flatten(0, 1)
         params = self.params.repeat(z0.shape[0], 1, 1)  # row j * B + b is image b's, as in z
@@ -63,21 +61,9 @@ class AmortisedFlowPosterior(Posterior):
             log_det = log_det + step_log_det
         return z.view(z0.shape), base - log_det.view(base.shape)
 
-    def rsample(self, k: int) -> Tensor:
-        z0 = self.mean + torch.randn((k, *self.mean.shape), device=self.mean.device) * self.log_std.exp()
-        z, log_q = self._through(z0)
-        self._drawn = (z, log_q)
-        return z
-
-    def log_prob(self, z: Tensor) -> Tensor:
-        if self._drawn is None or z is not self._drawn[0]:
-            raise NotImplementedError(f"{type(self).__name__} scores only its own latest draws (rsample's "
-                                      f"output): the {self.flow} flow is not inverted")
-        return self._drawn[1]
-
-    def mode(self) -> Tensor:
-        """The flow's image of the base mean (a centre of q, not its exact mode)."""
-        return self._through(self.mean[None])[0][0]
+    def score(self, z: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} scores only its own latest draws (rsample's output): "
+                                  f"the {self.flow} flow is not inverted")
 
 
 class AmortisedFlowEncoder(Encoder):

@@ -11,9 +11,10 @@ from typing import Annotated
 import torch
 from torch import Tensor, nn
 
-from vaereg import Context, DataSpec, Encoder, LatentSpec, Posterior, Range, continuous
+from vaereg import Context, DataSpec, Encoder, LatentSpec, Range, continuous
 from vaereg.gaussian import normal_log_prob
 from vaereg.nets import conv_features
+from vaereg_flows.flowed import FlowedGaussian
 from vaereg_flows.made import alternating, invert
 
 GATE_BIAS = 1.5  # sigmoid(1.5) ~ 0.82: steps start close to the identity (the paper's forget-gate bias)
@@ -55,35 +56,22 @@ def ungate(z: Tensor, m: Tensor, s: Tensor) -> Tensor:
     return (z - (1 - g) * m) / g
 
 
-class IAFPosterior(Posterior):
-    """q(z | x) through the flow. A draw remembers its log q, so scoring it costs nothing;
-    scoring another z inverts the flow."""
+class IAFPosterior(FlowedGaussian):
+    """q(z | x) through the IAF steps; scoring a z it did not draw inverts the flow."""
 
     def __init__(self, mean: Tensor, log_std: Tensor, h: Tensor, flow: IAFSteps):
-        self.mean, self.log_std, self.h, self.flow = mean, log_std, h, flow
-        self._drawn: tuple[Tensor, Tensor] | None = None
+        super().__init__(mean, log_std)
+        self.h, self.flow = h, flow
 
-    def _through(self, z0: Tensor) -> tuple[Tensor, Tensor]:
+    def through(self, z0: Tensor) -> tuple[Tensor, Tensor]:
         k = z0.shape[0]
         base = normal_log_prob(z0, self.mean, self.log_std).sum(-1)  # [k, B]
         z, log_gates = self.flow(z0.flatten(0, 1), self.h.repeat(k, 1))
         return z.view(z0.shape), base - log_gates.view(base.shape)
 
-    def rsample(self, k: int) -> Tensor:
-        z0 = self.mean + torch.randn((k, *self.mean.shape), device=self.mean.device) * self.log_std.exp()
-        z, log_q = self._through(z0)
-        self._drawn = (z, log_q)
-        return z
-
-    def log_prob(self, z: Tensor) -> Tensor:
-        if self._drawn is not None and z is self._drawn[0]:
-            return self._drawn[1]
+    def score(self, z: Tensor) -> Tensor:
         z0 = self.flow.inverse(z.flatten(0, 1), self.h.repeat(z.shape[0], 1)).view(z.shape)
-        return self._through(z0)[1]
-
-    def mode(self) -> Tensor:
-        """The flow's image of the base mean (a centre of q, not its exact mode)."""
-        return self._through(self.mean[None])[0][0]
+        return self.through(z0)[1]
 
 
 class IAFEncoder(Encoder):
