@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -83,10 +84,12 @@ class FieldType:
             return "not a number"
         if base is int and not isinstance(value, int):
             return "not an integer"
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):  # math.isfinite overflows on a huge int
             return "not finite"
-        if self.range is not None and not self.range.contains(value):
+        if self.range is not None and not self.range.contains(value):  # exact for ints of any size
             return "out of range"
+        if abs(value) > sys.float_info.max:  # an integer no float holds: any arithmetic on it overflows
+            return "too large"
         return None
 
 
@@ -153,7 +156,8 @@ def from_dict(cls: type[T], values: dict[str, Any], *, what: str) -> T:
 
 
 def _shown(value: Any) -> str:
-    return (json.dumps(value) if isinstance(value, str | int | float | bool | None) else repr(value))[:60]
+    text = json.dumps(value) if isinstance(value, str | int | float | bool | None) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse_assignment(text: str) -> tuple[str, str, Any]:

@@ -22,6 +22,13 @@ class PixelCNNConfig:
     layers: Annotated[int, Range(1, 64)] = 5
     kernel: Annotated[int, Range(2, 15)] = 3
 
+    def __post_init__(self) -> None:
+        # the vertical stack pads k//2 columns on each side of a k-wide kernel: only an odd k has a centre
+        # column and keeps the map's width (an even one loses a column and fails after the autoencoder)
+        if self.kernel % 2 == 0:
+            odd = " or ".join(str(k) for k in (self.kernel - 1, self.kernel + 1) if k >= 3)
+            raise ValueError(f"kernel={self.kernel} is even; the masked kernel needs an odd size such as {odd}")
+
 
 @dataclass
 class PixelCNNLikelihoodConfig(PixelCNNConfig):

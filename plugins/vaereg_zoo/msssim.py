@@ -145,7 +145,8 @@ class MSSSIMLikelihood(Likelihood):
         scales, window = choose(data.height, data.width, config.scales, config.window)
         side = min(data.height, data.width) >> (scales - 1)
         if window > side:
-            return (f"a {window}x{window} window is larger than the {side}px coarsest image of {scales} scale(s) "
+            return (f"needs its window to fit the coarsest image, and its {window}x{window} window is larger than "
+                    f"the {side}px coarsest image of {scales} scale(s) "
                     f"of {data.describe()}; use a smaller likelihood.window or fewer likelihood.scales "
                     f"(0 chooses automatically)")
         return super().mismatch(data, latent, config)

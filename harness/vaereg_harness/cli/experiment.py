@@ -5,11 +5,16 @@ A file's keys are the command's long option names, with underscores or dashes (`
 repeatable options (``combo``, ``seed``, ``log``) run as a sweep. Part and objective options
 go in ``[set.GROUP]`` tables (or a ``set`` list of ``"GROUP.NAME=VALUE"`` strings). The file
 gives defaults: an option on the command line overrides it, and ``--set`` merges over it
-option by option. ``--print-config`` writes the resolved experiment back as TOML."""
+option by option. ``--print-config`` writes the resolved experiment back as TOML.
+
+Values are typed strictly: booleans are TOML booleans, whole numbers TOML integers (64-bit),
+other numbers finite, paths and names strings, and only the repeatable options take lists
+(flat ones). ``--max-runs`` is given on the command line only: it confirms a large sweep."""
 
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -19,7 +24,8 @@ import click
 from vaereg import UsageError
 from vaereg.config import group_assignments
 
-NOT_IN_FILES = {"config_file", "print_config"}
+NOT_IN_FILES = {"config_file", "print_config", "max_runs"}
+INT64 = range(-(2**63), 2**63)  # TOML's integers
 
 
 def option_names(command: click.Command) -> dict[str, click.Option]:
@@ -42,6 +48,60 @@ def read_file(path: Path) -> dict[str, Any]:
         raise UsageError(f"--config {path}: not valid TOML ({exc})") from None
 
 
+def expected(param: click.Option) -> tuple[tuple[type, ...], str]:
+    """The TOML types a file's value (each item, for a repeatable option) may have, and their name.
+    A parameter type may say its own with ``file_types`` and ``file_expects``."""
+    kind = param.type
+    if param.is_flag or isinstance(kind, click.types.BoolParamType):
+        return (bool,), "a boolean (true or false)"
+    if isinstance(kind, click.types.IntParamType):
+        return (int,), "a valid integer"
+    if isinstance(kind, click.types.FloatParamType):
+        return (int, float), "a finite number"
+    if isinstance(kind, click.Path):
+        return (str,), "a path (a string)"
+    if isinstance(kind, click.Choice):
+        return (str,), f"one of the strings {', '.join(map(str, kind.choices))}"
+    return getattr(kind, "file_types", (str,)), getattr(kind, "file_expects", "a string")
+
+
+def fits(value: Any, types: tuple[type, ...]) -> bool:
+    """Whether ``value`` is of ``types``: a boolean only where ``bool`` is, an integer 64-bit, a float finite."""
+    if isinstance(value, bool):
+        return bool in types
+    if not isinstance(value, types):
+        return False
+    if isinstance(value, int):
+        return value in INT64
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def shown(value: Any) -> str:
+    if isinstance(value, list | dict):
+        return "a list" if isinstance(value, list) else "a table"
+    text = "true" if value is True else "false" if value is False else repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def checked(path: Path, key: str, param: click.Option, value: Any) -> Any:
+    """A file's ``value`` for ``param``, as a list for a repeatable option; a value of the wrong
+    TOML type is a usage error naming ``key``."""
+    types, expects = expected(param)
+    if not param.multiple:
+        if fits(value, types):
+            return value
+        raise UsageError(f"--config {path}: {key!r}: {shown(value)} is not {expects}")
+    items = value if isinstance(value, list) else [value]
+    bad = next((item for item in items if not fits(item, types)), None)
+    if bad is None:
+        return items
+    if isinstance(bad, list):
+        what = "a nested list"
+    else:
+        what = f"{shown(bad)} in its list" if isinstance(value, list) else shown(bad)
+    raise UsageError(f"--config {path}: {key!r}: {what} is not {expects} (give one, or a list of them)")
+
+
 def file_sets(path: Path, value: Any) -> dict[str, dict[str, Any]]:
     """A file's ``set``: a list of ``GROUP.NAME=VALUE`` strings, or ``[set.GROUP]`` tables."""
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -58,6 +118,8 @@ def load(ctx: click.Context, path: Path, siblings: list[click.Command]) -> None:
     values = read_file(path)
     own = option_names(ctx.command)
     known = set(own).union(*(option_names(c) for c in siblings))
+    command_line_only = {opt[2:].replace("-", "_") for param in ctx.command.params if param.name in NOT_IN_FILES
+                         for opt in getattr(param, "opts", ())}
     defaults: dict[str, Any] = {}
     for key, value in values.items():
         name = key.replace("-", "_")
@@ -65,11 +127,12 @@ def load(ctx: click.Context, path: Path, siblings: list[click.Command]) -> None:
             ctx.meta["file_sets"] = file_sets(path, value)
         elif name in own:
             param = own[name]
-            if param.multiple and not isinstance(value, list):
-                value = [value]
+            value = checked(path, key, param, value)
             if param.secondary_opts and f"--{key.replace('_', '-')}" in param.secondary_opts:
                 value = not value  # no_fid = true
             defaults[param.name] = value
+        elif name in command_line_only:
+            raise UsageError(f"--config {path}: {key!r} is given on the command line only (--{name.replace('_', '-')})")
         elif name not in known:
             options = ", ".join(sorted(set(own) - {"set"}))
             raise UsageError(f"--config {path}: unknown key {key!r}; keys are the long options: {options}, set")

@@ -43,13 +43,20 @@ class DatasetOption(click.Option):
         return super().get_help_record(ctx)
 
 
-def thread_count(_ctx, _param, value: str | int) -> int | None:
-    if value == "auto":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is neither a whole number of threads nor 'auto'") from None
+class ThreadCount(click.ParamType):
+    """``--threads N|auto``: a whole number of threads, or None for auto; a file gives either."""
+
+    name = "N|auto"
+    file_types = (int, str)
+    file_expects = "a whole number of threads or 'auto'"
+
+    def convert(self, value, param, ctx) -> int | None:
+        if value is None or value == "auto":
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a whole number of threads nor 'auto'", param, ctx)
 
 
 def metric_list(_ctx, _param, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -92,10 +99,13 @@ def run_options(command):
         click.option("--lr", type=float, default=1e-3, show_default=True),
         click.option("--seed", "seeds", type=int, multiple=True, default=(0,), show_default=True,
                      help="Random seed. Repeatable: each combo runs once per seed."),
+        click.option("--max-runs", type=click.IntRange(min=1), default=1000, show_default=True,
+                     help="The most runs (combos x seeds) one command starts; a larger sweep is refused before "
+                          "anything runs. Given on the command line only, not in --config files."),
         click.option("--deterministic", is_flag=True, help="Use deterministic algorithms only."),
         click.option("--compile", "compile_", is_flag=True, help="torch.compile every part (for long GPU runs)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--threads", default="auto", show_default=True, callback=thread_count, metavar="N|auto",
+        click.option("--threads", type=ThreadCount(), default="auto", show_default=True, metavar="N|auto",
                      help="Intra-op CPU threads. auto: this process's share of the cores (cores / torchrun's local "
                           "ranks), fewer while other processes keep cores busy (Linux)."),
         click.option("--set", "assignments", multiple=True, metavar="GROUP.NAME=VALUE",
@@ -120,8 +130,10 @@ def run_options(command):
         names = ("epochs", "prior_epochs", "batch_size", "lr", "device", "deterministic", "threads",
                  "checkpoint_every")
         values = {name: kw.pop(name) for name in names} | {"compile": kw.pop("compile_")}
+        seeds = list(dict.fromkeys(kw.pop("seeds")))
+        check_sweep(len(kw["combos"]), len(seeds), kw.pop("max_runs"))
         kw["train_configs"] = [from_dict(TrainConfig, {**values, "seed": seed}, what="training option")
-                               for seed in dict.fromkeys(kw.pop("seeds"))]
+                               for seed in seeds]
         threads.configure(kw["train_configs"][0].threads)  # before any parallel region runs
         kw["grouped"] = experiment.merged_sets(click.get_current_context(), list(kw.pop("assignments")))
         distributed.start()  # under torchrun: join the job
@@ -132,6 +144,13 @@ def run_options(command):
         return command(**kw)
 
     return wrapper
+
+
+def check_sweep(combos: int, seeds: int, cap: int) -> None:
+    """A sweep of more than ``cap`` runs is refused before anything is resolved or read."""
+    if combos * seeds > cap:
+        raise UsageError(f"--max-runs {cap}: this sweep is {combos} combo(s) x {seeds} seed(s) = {combos * seeds} "
+                         f"runs; give --max-runs {combos * seeds} on the command line to start them all")
 
 
 def read_experiment(ctx: click.Context, _param, path: Path | None) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import pickle
 from dataclasses import asdict
@@ -32,7 +33,17 @@ def save(path: Path, model: VAE, *, state: dict[str, Any]) -> None:
         "model": model.state_dict(),
         **state,
     }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    atomic_write(path, lambda tmp: write(payload, tmp))
+
+
+def write(payload: dict[str, Any], tmp: Path) -> None:
+    """``torch.save``, whose writer reports a failed write (a full disk) as a ``RuntimeError``:
+    raised as the ``OSError`` that ``atomic_write`` turns into one line naming the checkpoint."""
+    try:
+        torch.save(payload, tmp)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise OSError(errno.EIO, f"{first} (is the disk full?)") from exc
 
 
 # what a checkpoint must hold, and the type of each

@@ -8,8 +8,10 @@ disk with no server, and ``report.md`` links the same images from ``figures/``."
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,18 +42,78 @@ def run_label(row: dict[str, Any]) -> str:
     return f"{row['combo']} (seed {row['seed']})"
 
 
-def curves(path: Path) -> dict[str, list[tuple[int, float]]]:
-    """Per stage, (epoch, mean training loss) from a ``metrics.jsonl``; a resumed run's repeated
+def plain(text: str) -> str:
+    """``text`` for a matplotlib label, drawn as written: a ``$`` never starts mathtext."""
+    return text.replace("$", r"\$")
+
+
+def short_hash(text: str) -> str:
+    """Eight hex digits that tell apart names ``safe_name`` maps to the same file name."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def file_stem(text: str) -> str:
+    """A figure file name's stem for ``text``, unique per ``text`` and short enough for any file system."""
+    return f"{safe_name(text)[:60]}-{short_hash(text)}"
+
+
+@dataclass
+class Log:
+    """A run's ``metrics.jsonl`` as the report reads it: per stage, (epoch, mean training loss),
+    and how many lines were damaged (not UTF-8 JSON, not an object, or a ``stage``, ``epoch`` or
+    ``loss`` of the wrong type) and skipped."""
+
+    curves: dict[str, list[tuple[int, float]]]
+    damaged: int
+
+
+def loss_point(line: bytes) -> tuple[str, int, float | None] | None:
+    """(stage, epoch, loss) of one ``metrics.jsonl`` line, loss None where the record has none;
+    None for a damaged line."""
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8 or not JSON: binary bytes, a line cut short by a kill
+        return None
+    if not isinstance(record, dict):
+        return None
+    stage, epoch, loss = record.get("stage"), record.get("epoch"), record.get("loss")
+    if not isinstance(stage, str) or isinstance(epoch, bool) or not isinstance(epoch, int):
+        return None
+    if loss is not None and (isinstance(loss, bool) or not isinstance(loss, int | float)):
+        return None
+    return stage, epoch, loss
+
+
+def read_log(path: Path) -> Log:
+    """``path``'s training curves, damaged lines skipped and counted; a resumed run's repeated
     epochs keep their last record."""
     stages: dict[str, dict[int, float]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a killed run
-        if isinstance(record, dict) and "epoch" in record and isinstance(record.get("loss"), int | float):
-            stages.setdefault(record["stage"], {})[record["epoch"]] = record["loss"]
-    return {stage: sorted(points.items()) for stage, points in stages.items()}
+    damaged = 0
+    for line in path.read_bytes().splitlines():
+        if not line.strip():
+            continue
+        point = loss_point(line)
+        if point is None:
+            damaged += 1
+        elif point[2] is not None:
+            stages.setdefault(point[0], {})[point[1]] = point[2]
+    return Log({stage: sorted(points.items()) for stage, points in stages.items()}, damaged)
+
+
+def read_logs(rows: list[dict[str, Any]]) -> dict[Path, tuple[str, Log]]:
+    """Each run folder's label and log, for the rows whose folder holds a ``metrics.jsonl``."""
+    logs = {}
+    for r in rows:
+        folder = Path(r["run_dir"]) if r.get("run_dir") else None
+        if folder is not None and folder not in logs and (folder / "metrics.jsonl").is_file():
+            logs[folder] = (run_label(r), read_log(folder / "metrics.jsonl"))
+    return logs
+
+
+def damage_notes(logs: dict[Path, tuple[str, Log]]) -> list[str]:
+    """One line per run whose log had damaged lines."""
+    return [f"{label}: skipped {log.damaged} damaged line{'s' if log.damaged > 1 else ''} of "
+            f"{folder / 'metrics.jsonl'}" for folder, (label, log) in logs.items() if log.damaged]
 
 
 def save_figure(draw: Callable[[Figure], None], path: Path, size: tuple[float, float]) -> Path:
@@ -70,7 +132,7 @@ def scatter(rows: list[dict[str, Any]], path: Path) -> Image | None:
         ax = figure.add_subplot()
         ax.scatter([r["fid"] for r in scored], [r["nll_nats"] for r in scored], color="tab:blue")
         for r in scored:
-            ax.annotate(run_label(r), (r["fid"], r["nll_nats"]), fontsize=8, xytext=(4, 4),
+            ax.annotate(plain(run_label(r)), (r["fid"], r["nll_nats"]), fontsize=8, xytext=(4, 4),
                         textcoords="offset points")
         ax.set_xlabel("FID (lower is better)")
         ax.set_ylabel("NLL, nats (lower is better)")
@@ -81,12 +143,8 @@ def scatter(rows: list[dict[str, Any]], path: Path) -> Image | None:
     return Image(save_figure(draw, path, (6.4, 4.4)), f"NLL against FID, extractor {', '.join(extractors)}{note}")
 
 
-def training_curves(rows: list[dict[str, Any]], path: Path) -> Image | None:
-    runs = {}
-    for r in rows:
-        folder = Path(r["run_dir"]) if r.get("run_dir") else None
-        if folder is not None and (folder / "metrics.jsonl").is_file():
-            runs.setdefault(folder, (run_label(r), curves(folder / "metrics.jsonl")))
+def training_curves(logs: dict[Path, tuple[str, Log]], path: Path) -> Image | None:
+    runs = {folder: (label, log.curves) for folder, (label, log) in logs.items()}
     stages = sorted({stage for _, by_stage in runs.values() for stage in by_stage},
                     key=lambda s: (s != "autoencoder", s))
     if not stages:
@@ -98,8 +156,8 @@ def training_curves(rows: list[dict[str, Any]], path: Path) -> Image | None:
             for i, (label, by_stage) in enumerate(runs.values()):  # one colour per run in every panel
                 if by_stage.get(stage):
                     epochs, losses = zip(*by_stage[stage], strict=True)
-                    ax.plot(epochs, losses, marker="o", markersize=3, label=label, color=f"C{i % 10}")
-            ax.set_title(f"{stage} stage")
+                    ax.plot(epochs, losses, marker="o", markersize=3, label=plain(label), color=f"C{i % 10}")
+            ax.set_title(plain(f"{stage} stage"))
             ax.set_xlabel("epoch")
             ax.set_ylabel("training loss (mean per image)")
             ax.grid(alpha=0.3)
@@ -119,7 +177,7 @@ def grids(rows: list[dict[str, Any]], figures: Path) -> list[tuple[str, list[Ima
         for column, caption in GRIDS:
             source = Path(r[column]) if r.get(column) else None
             if source is not None and source.is_file():
-                copy = figures / f"{safe_name(source.parent.name)}-{source.name}"
+                copy = figures / f"{file_stem(str(source.parent))}-{source.name}"
                 shutil.copyfile(source, copy)
                 images.append(Image(copy, caption))
         if images:
@@ -136,6 +194,7 @@ class Section:
     columns: list[Shown]  # the leaderboard's
     plots: list[Image]
     grids: list[tuple[str, list[Image]]]
+    notes: list[str]  # one line per run whose metrics log had damaged lines
 
 
 def sections(rows: list[dict[str, Any]], figures: Path) -> list[Section]:
@@ -143,10 +202,12 @@ def sections(rows: list[dict[str, Any]], figures: Path) -> list[Section]:
     for dataset in sorted({r["dataset"] for r in rows}):
         mine = sorted((r for r in rows if r["dataset"] == dataset),
                       key=lambda r: (r.get("nll_nats") is None, r.get("nll_nats") or 0.0))
-        stem = safe_name(dataset)
-        plots = [scatter(mine, figures / f"{stem}-nll-fid.png"), training_curves(mine, figures / f"{stem}-curves.png")]
+        stem = file_stem(dataset)  # data sets whose names differ only in punctuation get their own figures
+        logs = read_logs(mine)
+        plots = [scatter(mine, figures / f"{stem}-nll-fid.png"), training_curves(logs, figures / f"{stem}-curves.png")]
         columns = [c for c in table_columns(mine) if c.name != "dataset"]  # the section names it
-        result.append(Section(dataset, mine, columns, [p for p in plots if p], grids(mine, figures)))
+        result.append(Section(dataset, mine, columns, [p for p in plots if p], grids(mine, figures),
+                              damage_notes(logs)))
     return result
 
 
@@ -193,7 +254,9 @@ def render_html(title: str, parts: list[Section]) -> str:
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{STYLE}</style>"
            f"</head><body><h1>{e(title)}</h1>"]
     for s in parts:
-        out.append(f"<h2>{e(s.dataset)}</h2><p>Leaderboard, best NLL first; click a column to sort.</p>")
+        out.append(f"<h2>{e(s.dataset)}</h2>")
+        out += [f"<p class='note'>{e(note)}</p>" for note in s.notes]
+        out.append("<p>Leaderboard, best NLL first; click a column to sort.</p>")
         out.append("<table class='board'><thead><tr>" + "".join(f"<th>{e(c.heading)}</th>" for c in s.columns)
                    + "</tr></thead><tbody>")
         for r in s.rows:
@@ -214,22 +277,33 @@ def render_html(title: str, parts: list[Section]) -> str:
     return "\n".join(out)
 
 
-def render_markdown(title: str, parts: list[Section], root: Path) -> str:
-    def md(text: str) -> str:
-        return text.replace("|", "\\|")
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_~\[\]|])")
 
-    out = [f"# {title}"]
+
+def md(text: str) -> str:
+    """``text`` as inline Markdown that stays one table cell or heading and renders as written:
+    line breaks become spaces, HTML's ``<``, ``>`` and ``&`` become entities, and Markdown's
+    metacharacters (``\\ ` * _ ~ [ ] |``) are backslash-escaped."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(" ".join(str(text).splitlines()), quote=False))
+
+
+def render_markdown(title: str, parts: list[Section], root: Path) -> str:
+    def link(i: Image) -> str:
+        return f"![{md(i.caption)}]({i.path.relative_to(root).as_posix()})"
+
+    out = [f"# {md(title)}"]
     for s in parts:
-        out += [f"\n## {s.dataset}\n", "| " + " | ".join(c.heading for c in s.columns) + " |",
-                "|" + "---|" * len(s.columns)]
+        out.append(f"\n## {md(s.dataset)}\n")
+        out += [f"{md(note)}\n" for note in s.notes]
+        out += ["| " + " | ".join(md(c.heading) for c in s.columns) + " |", "|" + "---|" * len(s.columns)]
         out += ["| " + " | ".join(md(c.cell(r)) for c in s.columns) + " |" for r in s.rows]
-        out += [f"\n![{i.caption}]({i.path.relative_to(root).as_posix()})\n\n*{i.caption}*" for i in s.plots]
+        out += [f"\n{link(i)}\n\n*{md(i.caption)}*" for i in s.plots]
         if s.grids:
             out.append("\n### Samples and reconstructions")
         for label, images in s.grids:
             out.append(f"\n#### {md(label)}\n")
-            out.append(" ".join(f"![{i.caption}]({i.path.relative_to(root).as_posix()})" for i in images))
-            out.append("\n" + " · ".join(i.caption for i in images))
+            out.append(" ".join(link(i) for i in images))
+            out.append("\n" + " · ".join(md(i.caption) for i in images))
     return "\n".join(out) + "\n"
 
 
