@@ -8,6 +8,7 @@ selection keeps a fixed sample of it: every objective on the Gaussian VAE, every
 with the ELBO, and every 15th of the rest."""
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import math
@@ -46,6 +47,7 @@ def combos() -> list[str]:
             for preset, prior, likelihood, objective in itertools.product(presets, priors, likelihoods, objectives)]
 
 
+@functools.cache
 def accepted() -> dict[str, Combo]:
     """The combinations of ``combos`` the resolver accepts for the tiny data."""
     resolved = {}

@@ -43,13 +43,14 @@ class RAEConfig:
     regulariser: Literal["l2", "gp"] = "l2"
 
 
-def jacobian_projection(f: Callable[[Tensor], Tensor], z: Tensor, v: Tensor) -> Tensor:
-    """||J_f(z)^T v||^2 per row of ``z`` ``[B, D]`` for one direction ``v`` ``[B, *f(z).shape[1:]]``,
-    differentiable (one vector-Jacobian product). Summed over an orthonormal basis of v it is
-    ||J||_F^2; for v ~ N(0, I) it is an unbiased estimate of it."""
+def jacobian_projection(f: Callable[[Tensor], Tensor], z: Tensor, v: Tensor | None = None) -> Tensor:
+    """||J_f(z)^T v||^2 per row of ``z`` ``[B, D]`` for one direction ``v`` ``[B, *f(z).shape[1:]]``
+    (None: v ~ N(0, I)), differentiable (one vector-Jacobian product). Summed over an orthonormal
+    basis of v it is ||J||_F^2; for v ~ N(0, I) it is an unbiased estimate of it."""
     with torch.enable_grad():  # also when the loss is only being looked at
         z = z if z.requires_grad else z.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(f(z), z, v, create_graph=True)
+        out = f(z)
+        (grad,) = torch.autograd.grad(out, z, torch.randn_like(out) if v is None else v, create_graph=True)
     return grad.flatten(1).square().sum(1)
 
 
@@ -73,10 +74,7 @@ class RAE(Objective):
     def regulariser(self, terms: Terms) -> Tensor:
         if self.config.regulariser == "l2":
             return sum(p.square().sum() for p in terms.model.decoder.parameters())
-        z = terms.z[0]
-        f = self.decoded_mean(terms)
-        v = torch.randn_like(f(z.detach()))
-        return jacobian_projection(f, z, v).mean()
+        return jacobian_projection(self.decoded_mean(terms), terms.z[0]).mean()
 
     def loss(self, terms: Terms, progress: float) -> tuple[Tensor, dict[str, Tensor]]:
         config = self.config
