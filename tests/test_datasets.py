@@ -54,7 +54,7 @@ def test_the_toy_data_set_installs_with_its_entry_point_and_is_listed(site):
     entry = registry_module.get_registry().entries["dataset"]["toyfactors"]
     assert (entry.plugin, entry.cls.__module__) == ("toyfactors", "vaereg_toyfactors")
     assert dataset_names().split(", ") == ["digits", "mnist", "binarized-mnist", "fashion-mnist", "cifar10",
-                                           "folder:PATH", "toyfactors"]
+                                           "folder:PATH", "shapes", "toyfactors"]
     help_text = vaereg_cli("eval", "--help", cwd=site, env=env_with(site)).stdout
     assert "toyfactors" in " ".join(help_text.split())
 

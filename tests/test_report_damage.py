@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from vaereg_harness.cli import main
+from vaereg_harness.store.results import read_results, schema
 
 HOSTILE = "<script>alert(1)</script> a|b\nc `x` & <b> $\\frac$"  # $: matplotlib's mathtext
 
@@ -108,9 +109,45 @@ def test_names_and_title_are_escaped_for_markdown_and_html(store):
 
 def test_data_sets_whose_names_differ_in_punctuation_get_their_own_figures(store):
     names = {str(run_folder(0)): "my data", str(run_folder(1)): "my/data"}
-    rewrite_rows(lambda r: r | {"dataset": names[r["run_dir"]]})
+    rewrite_rows(lambda r: r | {"dataset": names[str(Path(r["run_dir"]).relative_to("../"))]})
     md, _ = report()
     curves = re.findall(r"!\[[^]]*\]\((figures/[^)]*curves[^)]*)\)", md)
     assert len(curves) == 2 and len(set(curves)) == 2, curves
     first, second = (Path("rep", c).read_bytes() for c in curves)
     assert first != second  # each data set's figure draws its own run's curve
+
+
+
+def test_rows_find_their_runs_from_any_working_folder_and_after_the_project_moves(store, tmp_path, monkeypatch):
+    """Rows store paths relative to the results folder: the store copied with its runs finds the
+    copies (``store`` is such a copy), from any working folder."""
+    rows = read_results(store / "vaereg-results").to_pylist()
+    for r in rows:
+        for column in ("run_dir", "samples_png", "reconstructions_png"):
+            assert Path(r[column]).is_absolute() and Path(r[column]).is_relative_to(store), (column, r[column])
+            assert Path(r[column]).exists()
+    stored = pq.read_table(next(Path("vaereg-results").glob("*.parquet"))).to_pylist()[0]
+    assert stored["run_dir"].startswith("../vaereg-runs/")
+    monkeypatch.chdir(tmp_path)
+    invoke("report", "--results", str(store / "vaereg-results"), "--out", "elsewhere")
+    md = (tmp_path / "elsewhere" / "report.md").read_text()
+    assert md.count("-samples.png") == 2 and md.count("-reconstructions.png") == 2  # both runs' grids
+
+
+def test_a_row_with_paths_relative_to_its_old_working_folder_still_finds_its_run(store, tmp_path, monkeypatch):
+    """Rows of vaereg 0.2 (schema 6) hold paths relative to where the run started: read from the
+    current folder, else beside the results folder."""
+    def legacy(r):
+        return {**r, **{c: str(Path(r[c]).relative_to(store)) for c in ("run_dir", "samples_png",
+                                                                          "samples_mean_png", "reconstructions_png")}}
+
+    for file in Path("vaereg-results").glob("*.parquet"):
+        rows = read_results(store / "vaereg-results").to_pylist()
+        old = schema().with_metadata({b"vaereg.schema_version": b"6"})
+        pq.write_table(pa.Table.from_pylist([legacy(r) for r in rows if file.name.endswith(
+            f"{r['run_id']}-" + file.name.rsplit("-", 1)[1])] or [legacy(rows[0])], schema=old), file)
+    for where in (store, tmp_path):
+        monkeypatch.chdir(where)
+        for r in read_results(store / "vaereg-results").to_pylist():
+            assert Path(r["run_dir"]) == store / "vaereg-runs" / Path(r["run_dir"]).name
+            assert Path(r["samples_png"]).is_file()

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -43,11 +44,13 @@ def test_the_schema_is_the_row_fields_then_every_metric_column_with_its_declared
 
 
 def test_a_row_holds_exactly_the_schema_columns_and_writes_them_back(tmp_path):
-    written = row(3, scores={"fid": 12.5, "iw_samples": 7, "fid_note": "why"}, samples_png="run/s.png",
-                  run_dir="run")
+    written = row(3, scores={"fid": 12.5, "iw_samples": 7, "fid_note": "why"}, samples_png=str(tmp_path / "run/s.png"),
+                  run_dir=str(tmp_path / "run"))
     assert list(written.as_dict()) == schema().names
-    append_row(tmp_path, written)
-    (back,) = read_results(tmp_path).to_pylist()
+    append_row(tmp_path / "store", written)
+    (stored,) = pq.read_table(next((tmp_path / "store").glob("*.parquet"))).to_pylist()
+    assert stored["run_dir"] == "../run" and stored["samples_png"] == "../run/s.png"  # relative to the store
+    (back,) = read_results(tmp_path / "store").to_pylist()
     assert back == {**written.as_dict(), "created_at": back["created_at"]}
     assert back["fid"] == 12.5 and back["iw_samples"] == 7 and back["codebook_usage"] is None
 
@@ -55,7 +58,8 @@ def test_a_row_holds_exactly_the_schema_columns_and_writes_them_back(tmp_path):
 def test_a_row_from_before_run_dir_reads_back_with_the_folder_of_its_grids(tmp_path):
     append_row(tmp_path, row(1, samples_png="old-runs/digits-gaussian/samples.png"))
     append_row(tmp_path, row(2))  # no grids: no folder to name
-    assert [r["run_dir"] for r in read_results(tmp_path).to_pylist()] == ["old-runs/digits-gaussian", None]
+    folder = str(Path("old-runs/digits-gaussian").absolute())
+    assert [r["run_dir"] for r in read_results(tmp_path).to_pylist()] == [folder, None]
 
 
 def test_the_row_rejects_an_unknown_or_missing_column():

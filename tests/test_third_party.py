@@ -185,7 +185,7 @@ class StopAtEpoch(MetricsLog):
 def test_a_resumed_adversarial_run_equals_an_uninterrupted_one(site, digits, tmp_path):
     from vaereg_harness.run.trainer import Trainer
 
-    run = RunConfig(train=TrainConfig(epochs=2, batch_size=256, seed=2, device="cpu", checkpoint_every=0),
+    run = RunConfig(train=TrainConfig(epochs=2, batch_size=256, seed=2, device="cpu", checkpoint_every=0, threads=1),
                     objective={"hidden": 8})
 
     def trainer(folder, loggers=()):

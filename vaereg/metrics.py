@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from vaereg.model import VAE
 
 COLUMN_TYPES = (int, float, str)
+T = TypeVar("T")
 
 #: Images sampled from the model ``[n, C, H, W]`` in [0, 1] on the CPU, and their class labels
 #: ``[n]`` (None for an unconditional model).
@@ -89,6 +90,13 @@ class EvaluationPass:
     #: encoder into a continuous latent, a likelihood that is a reconstruction score); None when
     #: it has one.
     no_density: str | None = None
+    #: ``[N]`` float64, nats: the rate R = KL(q(z | x) || p(z)) of each image (Alemi et al. 2018,
+    #: sec. 2): closed form where the pair has one, else the estimate log q - log p of the draw
+    #: behind ``nelbo``; ``nelbo = rate + distortion``. None when the model has no density.
+    rate: Tensor | None = None
+    #: ``[N]`` float64, nats: the distortion D = -log p(x | z) of each image at the draw behind
+    #: ``nelbo`` (Alemi et al. 2018, sec. 2). None when the model has no density.
+    distortion: Tensor | None = None
 
     @property
     def nelbo_nats(self) -> float | None:
@@ -129,6 +137,14 @@ class Scoring:
     #: Seconds the shared draw took (None until it happened).
     sample_seconds: float | None = field(default=None, init=False)
     _drawn: Samples | None = field(default=None, init=False, repr=False)
+    _shared: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def shared(self, key: str, compute: Callable[[], T]) -> T:
+        """``compute()``, called once per run for every metric that asks under ``key``: what
+        several metrics reduce (the posterior means of a data set) is computed once."""
+        if key not in self._shared:
+            self._shared[key] = compute()
+        return self._shared[key]
 
     def samples(self, n: int) -> Samples:
         """The first ``n`` images (and labels) of the one draw of ``sample_count`` samples that

@@ -11,7 +11,7 @@ import click
 
 from vaereg import UsageError, VaeregError
 from vaereg.registry import PluginLoadWarning
-from vaereg_harness.launch import distributed
+from vaereg_harness.launch import distributed, signals
 
 
 def show_plugin_note(message, category, filename, lineno, file=None, line=None):
@@ -27,13 +27,17 @@ warnings.showwarning = show_plugin_note
 
 
 class Group(click.Group):
-    """Turns vaereg's own errors into one-line messages: exit 2 for usage errors, 1 otherwise.
-    Under torchrun a message names the rank it comes from, and the process group is left at
-    the end."""
+    """Turns vaereg's own errors into one-line messages: exit 2 for usage errors, 1 otherwise;
+    SIGINT and SIGTERM into one line saying what was saved, exit 130 and 143. Under torchrun a
+    message names the rank it comes from, and the process group is left at the end."""
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with signals.handled():
+                return super().invoke(ctx)
+        except signals.Stopped as stop:
+            click.echo(f"vaereg: {ranked(stop.message())}", err=True)
+            ctx.exit(stop.exit_code)
         except UsageError as exc:
             raise click.UsageError(ranked(str(exc)), ctx) from None
         except VaeregError as exc:

@@ -22,6 +22,7 @@ from vaereg_harness.launch import distributed
 from vaereg_harness.logs import logger_class
 from vaereg_harness.metrics.fid import EXTRACTORS, default_cache_dir, protocol_for
 from vaereg_harness.run.config import pick_device
+from vaereg_harness.run.lock import locked
 from vaereg_harness.store.files import check_folder, make_folder
 from vaereg_harness.store.leaderboard import format_table
 from vaereg_harness.store.results import append_or_keep, recorded, recover_rows
@@ -112,22 +113,24 @@ def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, 
                                     device=pick_device(configs[0].train.device), progress=not quiet and writer)
     if isinstance(protocol, str) and writer:
         click.echo(f"note: {protocol}", err=True)
-    rows = []
+    rows, kept = [], []
     for run in runs:
-        done = writer and recorded(results, run.key, json.dumps(run.describe()))
-        if distributed.agree(done):  # rank 0 reads the store; every rank skips alike
-            if writer:
-                click.echo(f"note: {run.combo.text} seed {run.config.train.seed} is already recorded in {results}/ "
-                           f"with these settings; skipped (change a setting, or remove its row, to run it again)",
-                           err=True)
-            continue
-        row = evaluate_run(run, fid=protocol, resume=resume, progress=not quiet, log=log, probed=True)
-        if row is not None:
-            append_or_keep(results, row)
-            rows.append(row.as_dict())
+        what = f"{run.combo.text} seed {run.config.train.seed}"
+        with locked(run.folder, what, quiet=quiet):  # an identical run in progress: wait, then look again
+            existing = recorded(results, run.key, json.dumps(run.describe())) if writer else None
+            if distributed.agree(existing is not None):  # rank 0 reads the store; every rank skips alike
+                if writer:
+                    click.echo(f"note: {what} is already recorded in {results}/ with these settings (its row is "
+                               f"below); skipped: change a setting, or remove its row, to run it again", err=True)
+                    kept.append(existing)
+                continue
+            row = evaluate_run(run, fid=protocol, resume=resume, progress=not quiet, log=log, probed=True)
+            if row is not None:
+                append_or_keep(results, row)
+                rows.append(row.as_dict())
     if writer:
-        click.echo(format_table(rows))
-        click.echo(f"{len(rows)} row(s) appended to {results}/")
+        click.echo(format_table(kept + rows))
+        click.echo(f"{len(rows)} row(s) appended to {results}/" + (f"; {len(kept)} already recorded" if kept else ""))
 
 
 @main.command("train")
@@ -140,6 +143,7 @@ def train_command(combos, data, train_configs, grouped, out, resume, quiet, log,
     if print_config:
         return print_experiment(grouped, runs)
     for run in runs:
-        _, path = train_run(build(run, probed=True), run, resume=resume, progress=not quiet, log=log)
+        with locked(run.folder, f"{run.combo.text} seed {run.config.train.seed}", quiet=quiet):
+            _, path = train_run(build(run, probed=True), run, resume=resume, progress=not quiet, log=log)
         if distributed.current().writer:
             click.echo(f"{run.combo.text} seed {run.config.train.seed}: checkpoint {path}")

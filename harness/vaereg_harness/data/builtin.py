@@ -18,6 +18,7 @@ from vaereg import DataSource, DataSpec, Range, UsageError, hookimpl
 from vaereg.data import Dataset
 from vaereg_harness.data.folder import FolderConfig, load_folder
 from vaereg_harness.data.idx import load_idx_set
+from vaereg_harness.data.shapes import Shapes
 from vaereg_harness.store.files import check_path_name
 
 VAEREG_PLUGIN_API = 3
@@ -132,3 +133,4 @@ def register_datasets(register):
     register("fashion-mnist", FashionMNIST)
     register("cifar10", CIFAR10)
     register("folder", Folder)
+    register("shapes", Shapes)

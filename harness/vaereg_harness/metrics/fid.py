@@ -1,19 +1,33 @@
 """FID between a model's samples and the test split, through torch-fidelity, with the
 protocol recorded: the extractor (name and weight hash), the reference, and the floor (the FID
-between the training and test splits under the same extractor)."""
+between the training and test splits under the same extractor).
+
+The protocol extracts features once: a split's features (and FID statistics) are cached on
+disk under torch-fidelity's names and atomic write, the samples' features in memory for the
+draw last scored, so FID, KID, precision/recall and the classifier score reduce one extraction."""
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
-import torch_fidelity
 from torch import Tensor
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+from torch_fidelity.utils import (
+    cache_lookup_group_recompute_all_on_any_miss,
+    cache_lookup_one_recompute_on_miss,
+    create_feature_extractor,
+    get_featuresdict_from_dataset,
+)
 
 from vaereg import UsageError
 from vaereg_harness.data import Dataset, safe_name
@@ -28,6 +42,9 @@ from vaereg_harness.metrics.classifier import (
     load_classifier,
     weights_hash,
 )
+
+#: Images a batch through the extractor.
+BATCH = 256
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's name in torch's cache
@@ -78,15 +95,29 @@ def inception_weights(given: Path | None) -> Path | None:
 
 @dataclass
 class FIDProtocol:
-    """How FID is computed for one data set; ``score`` compares images with the test split."""
+    """How FID is computed for one data set; ``score`` compares images with the test split.
+    ``features`` (of samples) and ``split_features`` (of a split) are what the other sample
+    quality metrics reduce."""
 
     data: Dataset
     extractor: Extractor
     cache_dir: Path
+    _sampled: tuple[str, dict[str, Tensor]] | None = field(default=None, init=False, repr=False)
+    _memo: dict[tuple[str, str], Any] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def rgb(self) -> bool:
         return self.extractor.name == INCEPTION
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The layers extracted from samples: FID's, and the classifier's logits where it is the extractor."""
+        return (self.extractor.layer, "logits") if self.extractor.name == EXTRACTOR else (self.extractor.layer,)
+
+    @cached_property
+    def _network(self) -> FeatureExtractorBase:
+        return create_feature_extractor(self.extractor.name, list(self.layers), cuda=False, verbose=False,
+                                        feature_extractor_weights_path=str(self.extractor.weights))
 
     @cached_property
     def _splits(self) -> dict[str, Tensor]:
@@ -103,41 +134,69 @@ class FIDProtocol:
         return self._splits[which]
 
     def cache_key(self, which: str) -> str:
-        """Names the cached statistics of a split: its content hash and the extractor's."""
+        """Names the cached features and statistics of a split: its content hash and the extractor's."""
         return self._keys[which]
 
     @property
     def reference(self) -> str:
         return f"test:{self.data.test.shape[0]}"
 
-    def fid(self, images: Tensor, reference: Tensor, reference_key: str | None, images_key: str | None = None) -> float:
-        """FID between uint8 ``images`` and ``reference`` (statistics cached under the keys)."""
-        metrics = torch_fidelity.calculate_metrics(
-            input1=ImageSet(images, self.rgb), input2=ImageSet(reference, self.rgb), fid=True,
-            feature_extractor=self.extractor.name, feature_layer_fid=self.extractor.layer,
-            feature_extractor_weights_path=str(self.extractor.weights),
-            cache=True, cache_root=str(self.cache_dir / "fidelity"),
-            input1_cache_name=images_key, input2_cache_name=reference_key,
-            cuda=False, save_cpu_ram=True, verbose=False, batch_size=256,
-        )
-        return float(metrics["frechet_inception_distance"])
+    def _extract(self, images: Tensor) -> dict[str, Tensor]:
+        """Every layer of ``layers`` for uint8 ``images``, in one pass of the extractor."""
+        return get_featuresdict_from_dataset(ImageSet(images, self.rgb), self._network, BATCH, cuda=False,
+                                             save_cpu_ram=True, verbose=False)
+
+    @property
+    def _disk(self) -> dict[str, object]:
+        """torch-fidelity's cache settings: its file names and atomic write under our cache folder."""
+        return {"cache": True, "cache_root": str(self.cache_dir / "fidelity"), "verbose": False}
+
+    def _remember(self, key: tuple[str, str], make: Callable[[], Any]) -> Any:
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+    def split_features(self, which: str) -> Tensor:
+        """``[N, D]`` features of the ``train`` or ``test`` split on FID's layer, extracted once and
+        cached on disk (torch-fidelity's ``<key>-<extractor>-features-<layer>`` file)."""
+        layer = self.extractor.layer
+        return self._remember(("features", which), lambda: cache_lookup_group_recompute_all_on_any_miss(
+            f"{self.cache_key(which)}-{self.extractor.name}-features-", [layer],
+            lambda: {layer: self._extract(self.split(which))[layer]}, **self._disk)[layer])
+
+    def _statistics(self, which: str) -> dict[str, np.ndarray]:
+        """A split's FID statistics, cached on disk (torch-fidelity's ``<key>-<extractor>-stat-fid-<layer>``)."""
+        return self._remember(("statistics", which), lambda: cache_lookup_one_recompute_on_miss(
+            f"{self.cache_key(which)}-{self.extractor.name}-stat-fid-{self.extractor.layer}",
+            lambda: fid_features_to_statistics(self.split_features(which)), **self._disk))
+
+    def features(self, images01: Tensor) -> dict[str, Tensor]:
+        """Layer -> ``[n, D]`` features of ``images01`` (``layers``); extracted once for the images
+        last asked about (keyed by their uint8 content), so every metric of a draw shares them."""
+        images = as_uint8(images01)
+        key = content_hash(images)
+        if self._sampled is None or self._sampled[0] != key:
+            self._sampled = (key, self._extract(images))
+        return self._sampled[1]
 
     def score(self, images01: Tensor) -> float:
-        return self.fid(as_uint8(images01), self.split("test"), self.cache_key("test"))
+        """FID(images01, test split)."""
+        samples = fid_features_to_statistics(self.features(images01)[self.extractor.layer])
+        return fid_statistics_to_metric(samples, self._statistics("test"), False)["frechet_inception_distance"]
 
-    @torch.no_grad()
     def label_accuracy(self, images01: Tensor, labels: Tensor) -> float | None:
         """The fraction of ``images01`` the classifier extractor assigns to their ``labels``
         (None under Inception, which knows no data-set labels)."""
         if self.extractor.name != EXTRACTOR:
             return None
-        predicted = load_classifier(self.extractor.weights)(as_uint8(images01))[1].argmax(1)
+        predicted = self.features(images01)["logits"].argmax(1)
         return (predicted == labels.cpu()).float().mean().item()
 
     @cached_property
     def floor(self) -> float:
         """FID(train split, test split): what 'as good as the data' scores."""
-        return self.fid(self.split("train"), self.split("test"), self.cache_key("test"), self.cache_key("train"))
+        return fid_statistics_to_metric(self._statistics("train"), self._statistics("test"),
+                                        False)["frechet_inception_distance"]
 
 
 EXTRACTORS = ("auto", "inception", "classifier")

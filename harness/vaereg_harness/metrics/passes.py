@@ -1,5 +1,6 @@
 """The one evaluation pass over the test split that every built-in metric reduces: negative
-ELBO and importance-sampled NLL per image, and one draw's closed-form KL or codes."""
+ELBO, its rate and distortion, and importance-sampled NLL per image, and one draw's
+closed-form KL or codes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from vaereg import collective
 from vaereg.data import Dataset
 from vaereg.metrics import EvaluationPass
 from vaereg.model import VAE
-from vaereg.objectives import importance_nll, negative_elbo
+from vaereg.objectives import importance_nll, kl_per_image, negative_elbo
 from vaereg_harness.launch import distributed, threads
 
 
@@ -35,11 +36,12 @@ def gathered(values: list[Tensor], empty: Tensor) -> Tensor:
 def evaluation_pass(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 128, progress: bool = True, *,
              seed: int = 0) -> EvaluationPass:
     """One pass over ``data.test``: each batch is encoded once, and its posterior serves one
-    draw (negative ELBO; KL per dimension, or the codes of a point mass) and the
-    importance-sampled NLL, drawn ``iw_chunk`` at a time through ``VAE.forward``. Images go
-    ``images_per_pass`` at a time, so memory stays bounded whatever ``iw_samples`` is.
-    Conditioned on labels, the NLL is -log p(x | y). A model without a density
-    (``Combo.no_density``) gets neither, and the reason.
+    draw (negative ELBO, and its rate and distortion: nelbo = R + D, Alemi et al. 2018, sec. 2;
+    KL per dimension, or the codes of a point mass) and the importance-sampled NLL, drawn
+    ``iw_chunk`` at a time through ``VAE.forward``. Images go ``images_per_pass`` at a time,
+    so memory stays bounded whatever ``iw_samples`` is. Conditioned on labels, the NLL is
+    -log p(x | y). A model without a density (``Combo.no_density``) gets none of these, and
+    the reason.
 
     Pass p draws from the stream ``(seed, "evaluate", p)``. Under torchrun each rank scores
     its share of the passes and the per-image values are gathered in order, so the values
@@ -52,7 +54,7 @@ def evaluation_pass(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 
     test = data.test.to(device)
     labels = data.test_labels.to(device) if data.spec.classes else None
     latent = model.combo.latent
-    nelbos, nlls, indices, kls = [], [], [], []
+    nelbos, nlls, rates, distortions, indices, kls = [], [], [], [], [], []
     passes = range(0, test.shape[0], step)
     mine = passes[collective.my_share(len(passes))]
     for i in tqdm(mine, desc="evaluate", disable=not (progress and collective.rank() == 0),
@@ -63,6 +65,8 @@ def evaluation_pass(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 
             terms = model(batch, 1, posterior=posterior)
             if no_density is None:
                 nelbos.append(negative_elbo(terms).double())
+                rates.append(kl_per_image(terms).double())
+                distortions.append(-terms.log_px[0].double())
                 nlls.append(importance_nll(model, batch, iw_samples, iw_chunk, posterior).double())
         threads.tick()
         if terms.deterministic:
@@ -70,7 +74,8 @@ def evaluation_pass(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 
         elif terms.kl is not None:
             kls.append(terms.kl.flatten(1).double().sum(0))
     none = torch.empty(0, dtype=torch.float64, device=device)
-    nelbo, nll = (None, None) if no_density else (gathered(nelbos, none).cpu(), gathered(nlls, none).cpu())
+    nelbo, nll, rate, distortion = (None,) * 4 if no_density else (
+        gathered(values, none).cpu() for values in (nelbos, nlls, rates, distortions))
     seconds = time.perf_counter() - began
     # what the passes yielded, over every rank (a rank may have scored none)
     seen = collective.all_sum(torch.tensor([float(bool(indices)), float(bool(kls))], device=device)) > 0
@@ -83,4 +88,4 @@ def evaluation_pass(model: VAE, data: Dataset, iw_samples: int, iw_chunk: int = 
         kl_sum = collective.all_sum(sum(kls) if kls else torch.zeros(latent.size, dtype=torch.float64, device=device))
         kl = (kl_sum / test.shape[0]).cpu()
     return EvaluationPass(nelbo=nelbo, nll=nll, iw_samples=1 if deterministic else iw_samples, kl=kl, codes=codes,
-                          seconds=seconds, no_density=no_density)
+                          seconds=seconds, no_density=no_density, rate=rate, distortion=distortion)

@@ -41,10 +41,10 @@ def save_grids(model: VAE, data: Dataset, folder: Path, seed: int = 0) -> dict[s
     test = data.batch(data.test[:16].to(device), labels16, train=False)
     with distributed.seeded(seed, "reconstruct"):
         pairs = torch.cat([test.x.cpu(), model.reconstruct(test).cpu()])
-    return {
-        "samples_png": str(save_grid(grid, folder / "samples.png", cols=8 if rows else None)),
-        "samples_mean_png": str(save_grid(means, folder / "samples-mean.png", cols=8 if rows else None)),
-        "reconstructions_png": str(save_grid(pairs, folder / "reconstructions.png", cols=test.x.shape[0])),
+    return {  # absolute paths: a row's pictures are found from any working folder
+        "samples_png": str(save_grid(grid, folder / "samples.png", cols=8 if rows else None).absolute()),
+        "samples_mean_png": str(save_grid(means, folder / "samples-mean.png", cols=8 if rows else None).absolute()),
+        "reconstructions_png": str(save_grid(pairs, folder / "reconstructions.png", cols=test.x.shape[0]).absolute()),
     }
 
 
@@ -67,7 +67,7 @@ def evaluate(model: VAE, run: Run, reports: list[StageReport], *, fid: FIDProtoc
         combo=combo.text,
         parts=json.dumps({slot: entry.describe() for slot, entry in combo.parts.items()}),
         config=json.dumps(run.describe()),
-        run_dir=str(run.folder),
+        run_dir=str(run.folder.absolute()),
         config_hash=run.key,
         dataset=data.spec.name,
         seed=config.train.seed,

@@ -9,6 +9,7 @@ ranks, DDP averages the gradients of the stage's module, and rank 0 alone writes
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -25,7 +26,7 @@ from vaereg import UsageError, VaeregError, collective
 from vaereg.data import Dataset
 from vaereg.model import VAE
 from vaereg.objectives import Objective, Step
-from vaereg_harness.launch import distributed, threads
+from vaereg_harness.launch import distributed, signals, threads
 from vaereg_harness.logs import Logger
 from vaereg_harness.run import checkpoint
 from vaereg_harness.run.config import TrainConfig
@@ -92,6 +93,7 @@ class Trainer:
             self.stages.append(STAGES[model.combo.schedule](self))
         self.reports = {stage.name: StageReport(stage.name) for stage in self.stages}
         self.saved_at = time.perf_counter()
+        self.within: dict[str, Any] | None = None  # a resumed checkpoint's epoch in progress (``stop``)
 
     def run(self, resume: bool = False) -> list[StageReport]:
         start, epoch, opt_states = 0, 0, []
@@ -137,15 +139,20 @@ class Trainer:
                 self.reports[name] = StageReport(name, float(report["seconds"]), int(report["images"]))
             optimizers = payload["optimizers"] if "optimizers" in payload else [payload["optimizer"]]  # format 2
             optimizers = [state for state in optimizers if state is not None]
+            self.within = payload.get("within")
             return int(payload["stage"]), int(payload["epoch"]), optimizers
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
             raise UsageError(f"--resume: {self.path} lacks the training state to continue from ({type(exc).__name__}: "
                              f"{str(exc)[:100]}); drop --resume to train from the start") from None
 
-    def save(self, stage: int, epoch: int, optimizers: list[torch.optim.Optimizer]) -> None:
+    def save(self, stage: int, epoch: int, optimizers: list[torch.optim.Optimizer],
+             within: dict[str, Any] | None = None) -> None:
+        """A checkpoint after ``epoch`` epochs of ``stage`` (and ``within`` the next one, when a
+        signal stopped it part-way: the steps done, the order, the random state, the sums)."""
         state = {
             "stage": stage,
             "epoch": epoch,
+            **({"within": within} if within else {}),
             "optimizers": [o.state_dict() for o in optimizers],
             "objective": self.objective.state_dict(),
             "rng_shuffle": self.shuffle.get_state(),
@@ -153,7 +160,22 @@ class Trainer:
         }
         if self.world.writer:
             checkpoint.save(self.path, self.model, state=state)
+            where = f"epoch {epoch + 1}, step {within['step']}" if within else f"epoch {epoch}"
+            signals.saved(f"the checkpoint {self.path} holds {self.stages[stage].name} training to {where} "
+                          f"({time.strftime('%H:%M:%S')})")
         self.saved_at = time.perf_counter()
+
+    def stop(self, signum: int, index: int, epoch: int, optimizers: list[torch.optim.Optimizer], step: int,
+             order: Tensor, totals: dict[str, Tensor], seconds: float) -> signals.Stopped:
+        """Checkpoint an epoch a signal stopped after ``step`` steps, so ``--resume`` continues it
+        bit for bit: the epoch's order, the random state after the step and the sums so far."""
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        within = {"step": step, "order": order.cpu(), "rng": rng, "seconds": seconds,
+                  "totals": {k: v.detach().cpu() for k, v in totals.items()}}
+        self.save(index, epoch, optimizers, within)
+        return signals.Stopped(signum, signals.last_saved())
 
     def train_epochs(self, index: int, stage: GradientStage, start_epoch: int, opt_states: list[dict]) -> None:
         cfg = self.config
@@ -189,22 +211,41 @@ class Trainer:
         bar = tqdm(total=(epochs - start_epoch) * batches, desc=f"{self.model.combo.text} {stage.name}",
                    disable=not (self.progress and self.world.writer), file=sys.stderr, leave=False, unit="step")
         amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        # one process holds a signal until the step in flight ends, then checkpoints the epoch so far
+        holding = signals.held if self.world.size == 1 else contextlib.nullcontext()
         for epoch in range(start_epoch, epochs):
             began = time.perf_counter()
             stage.train_mode()
-            torch.manual_seed(distributed.stream_seed(cfg.seed, "train", index, epoch, self.world.rank))
-            order = torch.randperm(n, generator=self.shuffle).to(self.device)  # the same on every rank
-            totals: dict[str, Tensor] = {}
-            for i in range(batches):
-                idx, weight = self.my_part(order[i * bs:(i + 1) * bs])
-                progress = (epoch * batches + i) / (epochs * batches)
-                with amp:
-                    out = stage.forward(net, rows[idx], None if labels is None else labels[idx])
-                stats = update(steps, optimizers, out, progress, weight, synced)
-                threads.tick()
-                for key, value in stats.items():  # accumulated on the device: no sync per step
-                    totals[key] = totals.get(key, 0) + value.float() * idx.shape[0] * (weight > 0)
-                bar.update()
+            within, self.within = self.within, None
+            if within is None:
+                torch.manual_seed(distributed.stream_seed(cfg.seed, "train", index, epoch, self.world.rank))
+                order = torch.randperm(n, generator=self.shuffle).to(self.device)  # the same on every rank
+                totals: dict[str, Tensor] = {}
+                first = 0
+            else:  # resumed inside this epoch: where the signal stopped it
+                torch.set_rng_state(within["rng"]["cpu"])
+                if "cuda" in within["rng"]:
+                    torch.cuda.set_rng_state(within["rng"]["cuda"], self.device)
+                order = within["order"].to(self.device)
+                totals = {k: v.to(self.device) for k, v in within["totals"].items()}
+                first, began = within["step"], began - within["seconds"]
+                bar.update(first)
+            with holding:
+                for i in range(first, batches):
+                    idx, weight = self.my_part(order[i * bs:(i + 1) * bs])
+                    progress = (epoch * batches + i) / (epochs * batches)
+                    with amp:
+                        out = stage.forward(net, rows[idx], None if labels is None else labels[idx])
+                    stats = update(steps, optimizers, out, progress, weight, synced)
+                    threads.tick()
+                    for key, value in stats.items():  # accumulated on the device: no sync per step
+                        totals[key] = totals.get(key, 0) + value.float() * idx.shape[0] * (weight > 0)
+                    bar.update()
+                    signum = signals.pending()
+                    if signum is not None:
+                        bar.close()
+                        raise self.stop(signum, index, epoch, optimizers, i + 1, order, totals,
+                                        time.perf_counter() - began)
             names = sorted(totals)  # one sync per epoch (and one reduction over the ranks)
             sums = collective.all_sum(torch.stack([totals[k] for k in names]).double())
             means = dict(zip(names, (sums / n).tolist(), strict=True))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import types
 import typing
 import uuid
@@ -36,7 +37,9 @@ from vaereg.registry import PluginLoadWarning, get_registry
 from vaereg_harness.metrics import DEFAULTS
 from vaereg_harness.store.files import atomic_write
 
-SCHEMA_VERSION = 6  # 5: metric columns come from the registered metrics' declarations; 6: nll_note
+SCHEMA_VERSION = 7  # 5: metric columns come from the registered metrics' declarations; 6: nll_note;
+#                    7: paths relative to the results folder
+RELATIVE_PATHS = 7  # the first schema whose paths are relative to the results folder
 
 Value = int | float | str | None
 
@@ -144,16 +147,29 @@ def schema() -> pa.Schema:
     return pa.schema([*FIXED, *extra], metadata={"vaereg.schema_version": str(SCHEMA_VERSION)})
 
 
+PATHS = ("run_dir", "samples_png", "samples_mean_png", "reconstructions_png")  # relative to the results folder
 KEPT = "unrecorded-row.parquet"  # a row the results store could not take, kept in its run folder
 
 
 def append_row(directory: Path, row: Row) -> Path:
     """Write ``row`` as a new file of the dataset at ``directory``; returns its path."""
-    return _append(directory, _table(row))
+    return _append(directory, _table(row, directory))
 
 
-def _table(row: Row) -> pa.Table:
-    return pa.Table.from_pylist([row.as_dict()], schema=schema())
+def _table(row: Row, directory: Path | None) -> pa.Table:
+    """``row`` as a table, its paths relative to the results folder ``directory`` (absolute for None)."""
+    return pa.Table.from_pylist([relative_paths(row.as_dict(), directory)], schema=schema())
+
+
+def relative_paths(row: dict[str, Any], directory: Path | None) -> dict[str, Any]:
+    """``row`` with its paths relative to ``directory`` (made absolute first), or absolute for None."""
+    def moved(path: str | None) -> str | None:
+        if not path:
+            return path
+        here = Path(path).absolute()
+        return str(here) if directory is None else os.path.relpath(here, directory.absolute())
+
+    return {**row, **{name: moved(row[name]) for name in PATHS}}
 
 
 def _append(directory: Path, table: pa.Table) -> Path:
@@ -166,13 +182,13 @@ def _append(directory: Path, table: pa.Table) -> Path:
 def append_or_keep(directory: Path, row: Row) -> Path:
     """Append ``row``; if the store cannot take it (a full disk), keep it in the run's folder
     for ``recover_rows`` and say so in the error."""
-    table = _table(row)
     try:
-        return _append(directory, table)
+        return _append(directory, _table(row, directory))
     except VaeregError as exc:
         if row.run_dir is None:
             raise
         kept = Path(row.run_dir) / KEPT
+        table = _table(row, None)  # absolute paths until a store takes it
         try:
             atomic_write(kept, lambda tmp: pq.write_table(table, tmp))
         except VaeregError:
@@ -190,26 +206,29 @@ def recover_rows(directory: Path, out: Path) -> list[Path]:
             table = pq.read_table(kept, schema=schema())
         except (pa.ArrowException, OSError):
             continue  # not ours to judge; it stays where it is
-        added.append(_append(directory, table))
+        rows = [relative_paths(r, directory) for r in table.to_pylist()]
+        added.append(_append(directory, pa.Table.from_pylist(rows, schema=schema())))
         kept.unlink()
     return added
 
 
 def read_results(directory: Path, on_skip: Callable[[Path, str], None] | None = None) -> pa.Table:
-    """Every row under ``directory`` under the current ``schema()`` (empty if there is none), with
-    a ``run_dir`` for every row that has grids (``with_run_dirs``). A file that is not a readable
-    results file is skipped and reported to ``on_skip(path, why)``
-    (a warning by default), so one bad file never hides the other rows."""
+    """Every row under ``directory`` under the current ``schema()`` (empty if there is none), its
+    paths absolute and a ``run_dir`` for every row that has grids (``with_paths``). A file that
+    is not a readable results file is skipped and reported to ``on_skip(path, why)`` (a warning
+    by default), so one bad file never hides the other rows."""
     current = schema()
     if not directory.is_dir():
         return current.empty_table()
     tables = []
     for path in sorted(directory.glob("*.parquet")):
         try:
-            missing = [name for name in REQUIRED if name not in pq.read_schema(path).names]
+            stored = pq.read_schema(path)
+            missing = [name for name in REQUIRED if name not in stored.names]
             if missing:
                 raise pa.ArrowInvalid(f"no column {missing[0]!r}: not a vaereg results file")
-            tables.append(ds.dataset(str(path), schema=current, format="parquet").to_table())
+            table = ds.dataset(str(path), schema=current, format="parquet").to_table()
+            tables.append(with_paths(table, directory, version(stored)))
         except (pa.ArrowException, OSError) as exc:
             why = str(exc).splitlines()[0][:200]
             if on_skip is None:
@@ -218,25 +237,48 @@ def read_results(directory: Path, on_skip: Callable[[Path, str], None] | None = 
                 on_skip(path, why)
     if not tables:
         return current.empty_table()
-    return with_run_dirs(pa.concat_tables(tables).sort_by("created_at"))
+    return pa.concat_tables(tables).sort_by("created_at")
 
 
-def with_run_dirs(table: pa.Table) -> pa.Table:
-    """Rows written before ``run_dir`` was a column (schema 3) get the folder their grids are in."""
-    grids = table.column("samples_png").to_pylist()
-    folders = [folder if folder or not grid else str(Path(grid).parent)
-               for folder, grid in zip(table.column("run_dir").to_pylist(), grids, strict=True)]
-    return table.set_column(table.schema.get_field_index("run_dir"), table.schema.field("run_dir"),
-                            pa.array(folders, pa.string()))
+def version(stored: pa.Schema) -> int:
+    """The schema version a results file was written under (0 when it does not say)."""
+    text = (stored.metadata or {}).get(b"vaereg.schema_version", b"0")
+    return int(text) if text.isdigit() else 0
 
 
-def recorded(directory: Path, config_hash: str, config: str) -> bool:
-    """Whether ``directory`` already holds a row of this run: the same training settings and the
-    same resolved configuration. A row from before configurations recorded their metrics ran
-    the defaults."""
+def with_paths(table: pa.Table, directory: Path, written_under: int) -> pa.Table:
+    """The rows of one file of the store at ``directory`` with every path absolute, and a
+    ``run_dir`` for every row that has grids. Rows store paths relative to the results folder
+    (schema 7), so a store and its runs moved or copied together still find each other. Rows
+    written before hold paths relative to the folder their run started in: read from the
+    current folder where that path exists, else from the folder that holds the results folder
+    (where ``vaereg-runs`` and ``vaereg-results`` sit side by side). Rows written before
+    ``run_dir`` was a column (schema 3) get the folder their grids are in."""
+    base = directory.absolute()
+    legacy = written_under < RELATIVE_PATHS
+
+    def absolute(path: str | None) -> str | None:
+        if not path or Path(path).is_absolute():
+            return path
+        if legacy and Path(path).exists():
+            return str(Path(path).absolute())
+        return os.path.normpath(base.parent / path if legacy else base / path)
+
+    columns = {name: [absolute(p) for p in table.column(name).to_pylist()] for name in PATHS}
+    columns["run_dir"] = [folder or (str(Path(grid).parent) if grid else None)
+                          for folder, grid in zip(columns["run_dir"], columns["samples_png"], strict=True)]
+    for name, values in columns.items():
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, table.schema.field(index), pa.array(values, pa.string()))
+    return table
+
+
+def recorded(directory: Path, config_hash: str, config: str) -> dict[str, Any] | None:
+    """The row ``directory`` already holds of this run (the same training settings and the same
+    resolved configuration), as column -> value, or None. A row from before configurations
+    recorded their metrics ran the defaults."""
     wanted = json.loads(config)
-    rows = read_results(directory, on_skip=lambda *_: None).select(["config_hash", "config", "status"]).to_pylist()
-    for r in rows:
+    for r in read_results(directory, on_skip=lambda *_: None).to_pylist():
         if r["config_hash"] != config_hash or r["status"] != "ok":
             continue
         try:
@@ -244,5 +286,5 @@ def recorded(directory: Path, config_hash: str, config: str) -> bool:
         except ValueError:
             continue
         if isinstance(stored, dict) and {"metrics": list(DEFAULTS), **stored} == wanted:
-            return True
-    return False
+            return r
+    return None
