@@ -12,7 +12,7 @@ import pytest
 from filelock import FileLock, Timeout
 
 from tests.conftest import vaereg_cli
-from vaereg_harness.run.lock import LOCK_NAME
+from vaereg_harness.store.locks import RUN_LOCK
 from vaereg_harness.store.results import read_results
 
 EPOCHS = 3
@@ -56,14 +56,14 @@ def test_two_identical_runs_race_ten_times(tmp_path, attempt):
 def test_a_killed_holder_releases_the_lock_and_the_next_run_trains(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom filelock import FileLock\n"
                                "lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True)\n"
-                               "time.sleep(600)", str(tmp_path / LOCK_NAME)], stdout=subprocess.PIPE, text=True)
+                               "time.sleep(600)", str(tmp_path / RUN_LOCK)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(Timeout):
-        FileLock(tmp_path / LOCK_NAME).acquire(timeout=0.2)
+        FileLock(tmp_path / RUN_LOCK).acquire(timeout=0.2)
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     began = time.monotonic()
-    lock = FileLock(tmp_path / LOCK_NAME)
+    lock = FileLock(tmp_path / RUN_LOCK)
     lock.acquire(timeout=5)  # the kernel released it with the process
     lock.release()
     assert time.monotonic() - began < 5
@@ -73,7 +73,7 @@ def test_a_run_waits_for_the_process_holding_its_folder(tmp_path):
     folder = next(line.split(": ", 1)[1] for line in vaereg_cli(*ARGS, "--print-config", cwd=tmp_path)
                   .stdout.splitlines() if line.startswith("#   gaussian-mlp"))
     (tmp_path / folder).mkdir(parents=True)
-    lock = FileLock(tmp_path / folder / LOCK_NAME)
+    lock = FileLock(tmp_path / folder / RUN_LOCK)
     lock.acquire()
     proc = start(tmp_path)
     try:
@@ -86,3 +86,35 @@ def test_a_run_waits_for_the_process_holding_its_folder(tmp_path):
     assert proc.returncode == 0, err[-2000:]
     assert "another vaereg process is running gaussian-mlp seed 0" in err
     assert len(read_results(tmp_path / "vaereg-results").to_pylist()) == 1
+
+
+TRAIN_CLASSIFIER = """
+import sys
+from pathlib import Path
+from vaereg_harness.api import load_data
+from vaereg_harness.metrics import classifier
+
+real = classifier.train_classifier
+
+def counted(*args, **kwargs):
+    with open(sys.argv[2], "a") as f:
+        f.write("trained\\n")
+    return real(*args, **kwargs)
+
+classifier.train_classifier = counted
+path = classifier.cached_classifier(load_data("digits"), Path(sys.argv[1]))
+classifier.load_classifier(path)  # a whole file, never half of one
+print(path)
+"""
+
+
+def test_two_runs_needing_the_fid_classifier_train_it_once(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN_CLASSIFIER)
+    count = tmp_path / "count.txt"
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(count)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
+    assert count.read_text().splitlines() == ["trained"]
+    assert outputs[0][0] == outputs[1][0]

@@ -166,8 +166,9 @@ def test_two_ranks_train_as_designed_and_score_as_one_process(tmp_path, digits):
             torch.testing.assert_close(got[name], tensor, rtol=1e-5, atol=1e-5 * scale, msg=name)
 
     (run,) = (tmp_path / "runs").iterdir()
-    assert sorted(p.name for p in run.iterdir()) == [
-        "checkpoint.pt", "metrics.jsonl", "reconstructions.png", "samples-mean.png", "samples.png"]
+    assert sorted(p.name for p in run.iterdir()) == [  # .lock: the run folder's, held by rank 0 alone
+        ".lock", "checkpoint.pt", "interpolations.png", "metrics.jsonl", "reconstructions.png", "samples-mean.png",
+        "samples.png", "traversals.png"]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r.get("epoch") for r in records if "epoch" in r] == [1, 2]  # one writer
     two = only_row(tmp_path / "rows")

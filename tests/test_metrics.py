@@ -39,7 +39,8 @@ TODAY = ["run_id", "created_at", "combo", "parts", "config", "run_dir", "config_
          "sample_images_per_s", "peak_gpu_memory_mb", "codebook_perplexity", "codebook_usage", "kl_per_level",
          "active_units", "fid", "fid_extractor", "fid_samples", "fid_reference", "fid_floor", "fid_note",
          "fid_extractor_accuracy", "fid_extractor_seconds", "fid_seconds", "condition_accuracy", "samples_png",
-         "samples_mean_png", "reconstructions_png", "status", "vaereg_version", "torch_version",
+         "samples_mean_png", "reconstructions_png", "traversals_png", "interpolations_png", "factor_mi_png", "status",
+         "vaereg_version", "torch_version",
          # issue 24: representation and sample quality by default, disentanglement on request
          "rate", "distortion", "active_units_rule", "kid", "kid_std", "kid_subset_size", "kid_note", "precision",
          "recall", "prc_f_score", "prc_neighbourhood", "prc_note", "classifier_score", "classifier_score_note",
@@ -228,3 +229,16 @@ def test_results_sort_in_each_columns_direction_and_the_report_shows_plugin_colu
     assert "sortable: nelbo_nats, nll_nats" in errors(proc)[0] and "recon_psnr" in errors(proc)[0]
     page, twin = write_report(store, tmp_path / "report")
     assert "<th>PSNR</th>" in page.read_text() and "| 25.00 |" in twin.read_text()
+
+
+def test_metric_options_are_set_per_metric_and_recorded_in_the_row(tmp_path):
+    vaereg_cli("eval", *SHORT_RUN, "--set", "metric.active-units.rule=variance", "--set",
+               "metric.active-units.threshold=0.001", cwd=tmp_path)
+    (row,) = read_results(tmp_path / "vaereg-results").to_pylist()
+    assert row["active_units_rule"] == "variance>0.001"
+    assert json.loads(row["config"])["metric_options"] == {"active-units": {"rule": "variance", "threshold": 0.001}}
+    for bad, says in (("metric.mig.bins=3", "'mig' is not scored in this run; add --metrics mig"),
+                      ("metric.active-units.rule=nope", 'rule="nope" is not a choice'),
+                      ("metric.rule=variance", "give metric.NAME.OPTION=VALUE")):
+        proc = vaereg_cli("eval", *SHORT_RUN, "--set", bad, cwd=tmp_path, check=False)
+        assert proc.returncode == 2 and says in proc.stderr, proc.stderr

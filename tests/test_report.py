@@ -72,13 +72,14 @@ def test_the_report_holds_the_leaderboard_plots_and_grids_of_every_run(evaluated
     best_first = sorted(rows, key=lambda r: r["nll_nats"])
     assert [float(r[nll_column]) for r in page.rows] == [r["nll_nats"] for r in best_first]
     assert [r[0] for r in page.rows] == [r["combo"] for r in best_first]
-    # self-contained: every image is embedded, and each is a PNG: 2 plots, 3 grids for each of 2 runs
-    assert len(page.images) == 2 + 3 * 2 and all(src.startswith("data:image/png;base64,") for src in page.images)
+    # self-contained: every image is embedded, and each is a PNG: 2 plots, 3 grids for each of 2 runs, and
+    # the gaussian-mlp run's traversals and interpolations (a code latent has none)
+    assert len(page.images) == 2 + 3 * 2 + 2 and all(src.startswith("data:image/png;base64,") for src in page.images)
     for src in page.images:
         Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
     md = (evaluated / "rep" / "report.md").read_text()
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)
-    assert len(links) == 8 and all((evaluated / "rep" / link).is_file() for link in links)
+    assert len(links) == 10 and all((evaluated / "rep" / link).is_file() for link in links)
     assert all(f"{r['nll_nats']:.2f}" in md for r in rows)
 
 

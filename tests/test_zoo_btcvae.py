@@ -15,6 +15,7 @@ from vaereg import DiagonalGaussian, UsageError
 from vaereg.combo import resolve
 from vaereg.gaussian import normal_log_prob
 from vaereg.model import VAE
+from vaereg.objectives import build_objective
 from vaereg.specs import continuous, discrete
 from vaereg_harness.run import trainer
 from vaereg_objectives.elbo import ELBO, ELBOConfig
@@ -131,7 +132,7 @@ def model_and_batch(digits):
 
 
 def objective(combo, **options) -> BetaTCVAE:
-    config = BetaTCVAEConfig(**options)
+    config = BetaTCVAEConfig(**{"dataset_size": 1437, **options})
     assert BetaTCVAE.mismatch(combo.latent, config, combo.closed_form_kl) is None
     return BetaTCVAE(combo.data, combo.latent, config, combo.closed_form_kl)
 
@@ -165,3 +166,21 @@ def test_one_optimiser_step_gives_finite_stats(model_and_batch):
     assert {"loss", "nelbo", "mi", "tc", "dwkl"} <= stats.keys()
     assert all(torch.isfinite(v) for v in stats.values())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_the_trainer_tells_the_estimator_the_training_split_size(digits, tmp_path):
+    """N defaults to the training split's size (beta-TCVAE's q(z) weights), whatever the data
+    set; outside a trainer the batch is the whole data set."""
+    from vaereg_harness.api import RunConfig, create_model
+    from vaereg_harness.run.config import TrainConfig
+    from vaereg_harness.run.trainer import Trainer
+
+    config = RunConfig(train=TrainConfig(epochs=1, batch_size=256, device="cpu", threads=1))
+    model = create_model("btcvae", digits, config=config)
+    btcvae = build_objective(model.combo)
+    assert btcvae.config.dataset_size is None and btcvae.training_images is None
+    terms = model(digits.batch(digits.train[:8], None, train=True))
+    by_batch = objective(model.combo, dataset_size=8).loss(terms, 0.5)[0]
+    torch.testing.assert_close(btcvae.loss(terms, 0.5)[0], by_batch)
+    Trainer(model, digits, config.train, btcvae, tmp_path / "checkpoint.pt", progress=False)
+    assert btcvae.training_images == digits.train.shape[0] == 1437

@@ -57,6 +57,9 @@ class Objective(nn.Module):
     Config: ClassVar[type] = NoOptions
     #: Latent kinds this objective can train.
     latent_kinds: ClassVar[frozenset[str]] = LATENT_KINDS
+    #: The number of images it trains on, set by the trainer before the first step (None until
+    #: then): for estimators weighted by the data set's size (beta-TCVAE's q(z)).
+    training_images: int | None = None
 
     def __init__(self, data: DataSpec, latent: LatentSpec, config: object, closed_form_kl: bool):
         super().__init__()

@@ -12,6 +12,11 @@ train it and evaluate it into a results row.
     row = evaluate_model(model, data, config, out=Path("runs"), reports=reports)
 
 or, one run planned once and handed down: ``evaluate_run(plan("gaussian", data, config=config))``.
+
+A trained model's pictures come back as uint8 arrays ``[H, W, C]`` (``PIL.Image.fromarray``
+shows one; ``write_png`` saves one): ``pictures(model, data, seed)`` gives them all by name, None
+where the model or the data set cannot have one; ``traversals``, ``interpolations``,
+``reconstructions`` and ``factor_mi`` (a heatmap; ``factor_mi_matrix`` the numbers) one each.
 """
 
 from __future__ import annotations
@@ -33,13 +38,23 @@ from vaereg_harness.run import memory
 from vaereg_harness.run.build import build
 from vaereg_harness.run.config import RunConfig, TrainConfig
 from vaereg_harness.run.evaluate import evaluate, save_grids
+from vaereg_harness.run.pictures import (
+    factor_mi,
+    factor_mi_matrix,
+    interpolations,
+    pictures,
+    reconstructions,
+    traversals,
+)
 from vaereg_harness.run.plan import Run, plan, recorded_objective, run_key
 from vaereg_harness.run.trainer import StageReport, Trainer
+from vaereg_harness.store.images import write_png
 from vaereg_harness.store.results import Row
 
 __all__ = ["Dataset", "Row", "Run", "RunConfig", "StageReport", "TrainConfig", "build", "create_model", "draw_samples",
-           "evaluate_combo", "evaluate_model", "evaluate_run", "load_data", "plan", "recorded_objective",
-           "run_dir", "run_key", "sample_context", "save_grids", "train_model", "train_run"]
+           "evaluate_combo", "evaluate_model", "evaluate_run", "factor_mi", "factor_mi_matrix", "interpolations",
+           "load_data", "pictures", "plan", "reconstructions", "recorded_objective", "run_dir", "run_key",
+           "sample_context", "save_grids", "train_model", "train_run", "traversals", "write_png"]
 
 
 def load_data(name: str = "digits", root: str | Path = "data", *, download: bool = False,

@@ -8,6 +8,7 @@ values the trainer accumulated on the device: a logger never touches the hot loo
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import pluggy
 from torch import Tensor
 
-from vaereg import UsageError, hookimpl
+from vaereg import UsageError, VaeregError, hookimpl
 from vaereg.registry import get_registry
 from vaereg_harness import hookspecs
 
@@ -46,15 +47,26 @@ class MetricsLog(Logger):
 
     def __init__(self, folder: Path, config: dict[str, Any], *, resume: bool = False):
         self.path = folder / "metrics.jsonl"
-        folder.mkdir(parents=True, exist_ok=True)
-        self.file = self.path.open("a" if resume else "w", encoding="utf-8")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.file = self.path.open("a" if resume else "w", encoding="utf-8")
+        except OSError as exc:
+            raise self.failed(exc) from None
 
     def log(self, record: Record, samples: Callable[[], Tensor]) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as exc:  # a full disk: the lines before stay whole, the checkpoint is untouched
+            raise self.failed(exc) from None
 
     def close(self) -> None:
-        self.file.close()
+        with contextlib.suppress(OSError):  # a failed write was reported already
+            self.file.close()
+
+    def failed(self, exc: OSError) -> VaeregError:
+        return VaeregError(f"cannot write {self.path}: {exc.strerror or exc}; the last checkpoint is intact "
+                           f"(vaereg report skips a line the disk cut short)")
 
 
 class TensorBoardLogger(Logger):

@@ -41,14 +41,15 @@ class BetaTCVAEConfig:
     """``alpha``, ``beta``, ``gamma``: weights of the index-code mutual information, the total
     correlation and the dimension-wise KL (the paper's defaults). ``estimator``: minibatch-weighted
     (``mws``) or minibatch-stratified (``mss``) sampling of the aggregate posterior.
-    ``dataset_size``: the number of training images N the estimators weight by (1437, the digits
-    training split; set it to your dataset's training size)."""
+    ``dataset_size``: the number of training images N the estimators weight by (None: the
+    training split's size, which the trainer tells the objective; outside a trainer, as in the
+    probe, the batch is the whole data set)."""
 
     alpha: Annotated[float, Range(0, 1e6)] = 1.0
     beta: Annotated[float, Range(0, 1e6)] = 6.0
     gamma: Annotated[float, Range(0, 1e6)] = 1.0
     estimator: Literal["mws", "mss"] = "mss"
-    dataset_size: Annotated[int, Range(1, 10**12)] = 1437
+    dataset_size: Annotated[int, Range(1, 10**12)] | None = None
 
 
 def stratified_log_weights(batch: int, dataset_size: int) -> Tensor:
@@ -103,8 +104,9 @@ class BetaTCVAE(Objective):
         config = self.config
         z = terms.z[0]
         log_qz_x, log_pz, log_px = terms.log_qz[0], terms.log_pz[0], terms.log_px[0]
-        log_qz, log_marginals = log_qz_and_marginals(terms.posterior.cross_log_prob(z).flatten(2),
-                                                     config.dataset_size, config.estimator)
+        size = config.dataset_size or self.training_images or z.shape[0]  # outside training: the batch alone
+        log_qz, log_marginals = log_qz_and_marginals(terms.posterior.cross_log_prob(z).flatten(2), size,
+                                                     config.estimator)
         mi, tc, dwkl = (log_qz_x - log_qz).mean(), (log_qz - log_marginals).mean(), (log_marginals - log_pz).mean()
         loss = -log_px.mean() + config.alpha * mi + config.beta * tc + config.gamma * dwkl + terms.aux
         stats = {"loss": loss.detach(), "nelbo": (kl_per_image(terms) - log_px).mean().detach(),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -22,19 +23,33 @@ from vaereg_harness.launch import distributed
 from vaereg_harness.logs import logger_class
 from vaereg_harness.metrics.fid import EXTRACTORS, default_cache_dir, protocol_for
 from vaereg_harness.run.config import pick_device
-from vaereg_harness.run.lock import locked
 from vaereg_harness.store.files import check_folder, make_folder
 from vaereg_harness.store.leaderboard import format_table
+from vaereg_harness.store.locks import run_folder_lock
 from vaereg_harness.store.results import append_or_keep, recorded, recover_rows
 
 
 def part_options(grouped: dict) -> dict:
-    """The part options of ``--set``'s groups (the objective's and the data set's are taken elsewhere)."""
-    groups = (*GROUPS, "dataset")
+    """The part options of ``--set``'s groups (the objective's, the data set's and the metrics'
+    are taken elsewhere)."""
+    groups = (*GROUPS, "dataset", "metric")
     unknown = set(grouped) - set(groups)
     if unknown:
         raise UsageError(f"--set group {sorted(unknown)[0]!r} is unknown; groups: {', '.join(groups)}")
     return {slot: values for slot, values in grouped.items() if slot in SLOTS}
+
+
+def metric_options(given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``--set metric.NAME.OPTION=VALUE`` (group ``metric``, key ``NAME.OPTION``) as metric name ->
+    option -> value."""
+    options: dict[str, dict[str, Any]] = {}
+    for key, value in given.items():
+        name, dot, option = key.rpartition(".")
+        if not dot or not name or not option:
+            raise UsageError(f"--set metric.{key}: give metric.NAME.OPTION=VALUE, e.g. "
+                             f"metric.active-units.rule=variance")
+        options.setdefault(name, {})[option] = value
+    return options
 
 
 def planned(combos, data, grouped, configs: list[RunConfig], log: tuple[str, ...], folders: dict[str, Path]
@@ -97,7 +112,8 @@ def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, 
     and each metric --metrics adds), save sample and reconstruction grids in its run folder under
     --out and append a results row."""
     configs = [RunConfig(train=train, objective=grouped.get("objective", {}), iw_samples=iw_samples,
-                         iw_chunk=iw_chunk, fid_samples=fid_samples, eval_images=eval_images, metrics=metrics)
+                         iw_chunk=iw_chunk, fid_samples=fid_samples, eval_images=eval_images, metrics=metrics,
+                         metric_options=metric_options(grouped.get("metric", {})))
                for train in train_configs]
     runs = planned(combos, data, grouped, configs, log, {"out": out, "results": results})
     if print_config:
@@ -116,7 +132,7 @@ def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, 
     rows, kept = [], []
     for run in runs:
         what = f"{run.combo.text} seed {run.config.train.seed}"
-        with locked(run.folder, what, quiet=quiet):  # an identical run in progress: wait, then look again
+        with run_folder_lock(run.folder, what, quiet=quiet):  # an identical run in progress: wait, then look again
             existing = recorded(results, run.key, json.dumps(run.describe())) if writer else None
             if distributed.agree(existing is not None):  # rank 0 reads the store; every rank skips alike
                 if writer:
@@ -143,7 +159,7 @@ def train_command(combos, data, train_configs, grouped, out, resume, quiet, log,
     if print_config:
         return print_experiment(grouped, runs)
     for run in runs:
-        with locked(run.folder, f"{run.combo.text} seed {run.config.train.seed}", quiet=quiet):
+        with run_folder_lock(run.folder, f"{run.combo.text} seed {run.config.train.seed}", quiet=quiet):
             _, path = train_run(build(run, probed=True), run, resume=resume, progress=not quiet, log=log)
         if distributed.current().writer:
             click.echo(f"{run.combo.text} seed {run.config.train.seed}: checkpoint {path}")

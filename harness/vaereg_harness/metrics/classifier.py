@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from vaereg_harness.data import Dataset, safe_name
 from vaereg_harness.store.files import atomic_write
+from vaereg_harness.store.locks import file_lock
 
 EXTRACTOR = "vaereg-classifier"
 FEATURES = ("penultimate", "logits")
@@ -112,13 +113,16 @@ def accuracy(net: Classifier, images: Tensor, labels: Tensor) -> float:
 def cached_classifier(data: Dataset, cache_dir: Path, device: torch.device | str = "cpu",
                       progress: bool = False) -> Path:
     """The classifier for ``data``'s labelled training split, trained once (on ``device``) and
-    stored under a key that includes the content hash of the images and labels."""
+    stored under a key that includes the content hash of the images and labels; under a lock,
+    so concurrent runs train it once."""
     train = as_uint8(data.to_model(data.train, train=False))
     key = content_hash(train, data.train_labels)[:16]
     path = Path(cache_dir) / "extractors" / f"{safe_name(data.spec.name)}-{key}.pt"
-    if not path.is_file():
-        net = train_classifier(train, data.train_labels, device=device, progress=progress)
-        atomic_write(path, lambda tmp: torch.save({"config": asdict(net.config), "state": net.state_dict()}, tmp))
+    # one process trains it; a concurrent run waits for the file rather than training it again
+    with file_lock(path.with_suffix(".lock"), f"training the FID classifier for {data.spec.name}"):
+        if not path.is_file():
+            net = train_classifier(train, data.train_labels, device=device, progress=progress)
+            atomic_write(path, lambda tmp: torch.save({"config": asdict(net.config), "state": net.state_dict()}, tmp))
     return path
 
 

@@ -42,6 +42,7 @@ from vaereg_harness.metrics.classifier import (
     load_classifier,
     weights_hash,
 )
+from vaereg_harness.store.locks import file_lock
 
 #: Images a batch through the extractor.
 BATCH = 256
@@ -152,8 +153,13 @@ class FIDProtocol:
         return {"cache": True, "cache_root": str(self.cache_dir / "fidelity"), "verbose": False}
 
     def _remember(self, key: tuple[str, str], make: Callable[[], Any]) -> Any:
+        """``make()`` once per protocol; one process at a time fills a split's cache entry, so
+        concurrent runs never extract a split twice."""
         if key not in self._memo:
-            self._memo[key] = make()
+            which = key[1]
+            lock = self.cache_dir / "fidelity" / f"{self.cache_key(which)}.lock"
+            with file_lock(lock, f"caching the {which} split's FID features"):
+                self._memo[key] = make()
         return self._memo[key]
 
     def split_features(self, which: str) -> Tensor:

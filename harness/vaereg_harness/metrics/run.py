@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from vaereg import UsageError
 from vaereg.combo import Combo
+from vaereg.config import from_dict
 from vaereg.data import Dataset
 from vaereg.metrics import Metric, checked_values
 from vaereg.model import VAE
@@ -31,22 +32,30 @@ def metric_names(added: Sequence[str]) -> list[str]:
     return list(dict.fromkeys((*DEFAULTS, *added)))
 
 
-def build_metrics(added: Sequence[str], data: Dataset, combo: Combo) -> dict[str, Metric]:
-    """Every metric a run of ``combo`` on ``data`` scores, by name, built with its default
-    options. An unknown name, or an added metric that cannot score this run, is a one-line
-    usage error; a default that cannot (class accuracy without labels) is left out, and its
-    columns stay null."""
+def build_metrics(added: Sequence[str], data: Dataset, combo: Combo,
+                  options: dict[str, dict[str, Any]] | None = None) -> dict[str, Metric]:
+    """Every metric a run of ``combo`` on ``data`` scores, by name, built with its ``options``
+    (metric name -> option -> value; the defaults for the others). An unknown name, options for
+    a metric the run does not score, or an added metric that cannot score this run, is a
+    one-line usage error; a default that cannot (class accuracy without labels) is left out,
+    and its columns stay null."""
     registry = get_registry()
     refused = refused_metrics()
+    options = options or {}
+    names = metric_names(added)
+    stray = sorted(set(options) - set(names))
+    if stray:
+        raise UsageError(f"--set metric.{stray[0]}.*: {stray[0]!r} is not scored in this run; add --metrics "
+                         f"{stray[0]}, or set options of: {', '.join(names)}")
     built = {}
-    for name in metric_names(added):
+    for name in names:
         asked = name in added
         if not asked and name not in registry.entries["metric"]:
             continue  # vaereg's built-in metrics are disabled
         entry = registry.get("metric", name)
         if name in refused:
             raise UsageError(f"--metrics {name}: {refused[name]}")
-        metric = entry.cls(entry.cls.Config())
+        metric = entry.cls(from_dict(entry.cls.Config, options.get(name, {}), what=f"metric {name!r}"))
         why = metric.mismatch(data, combo)
         if why is not None and asked:
             raise UsageError(f"--metrics {name} cannot score {combo.text} on {data.spec.name}: {why}")

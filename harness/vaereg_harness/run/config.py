@@ -56,7 +56,8 @@ def seed_everything(config: TrainConfig) -> None:
 class RunConfig:
     """Everything a run was asked for beyond its combo and data; serialised into the row's
     ``config``. ``objective``: the user's ``objective.*`` options; ``metrics``: metrics added to
-    the defaults (``--metrics``)."""
+    the defaults (``--metrics``); ``metric_options``: metric name -> its options
+    (``--set metric.NAME.OPTION=VALUE``)."""
 
     train: TrainConfig = field(default_factory=TrainConfig)
     objective: dict[str, Any] = field(default_factory=dict)
@@ -65,6 +66,7 @@ class RunConfig:
     fid_samples: Annotated[int, Range(2, 100_000)] = 1000
     eval_images: Annotated[int, Range(1, 100_000_000)] | None = None  # a fixed subset of the test split
     metrics: tuple[str, ...] = ()
+    metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check(self, what="option")

@@ -1,6 +1,7 @@
 """A trained run scored into its results row: the run's metrics over the test split (one
 evaluation pass and one shared draw of samples, ``vaereg_harness.metrics.run``), and the PNG
-grids of samples and reconstructions in its folder."""
+grids of samples and the model's pictures (reconstructions, traversals, interpolations, the
+factor heatmap) in its folder."""
 
 from __future__ import annotations
 
@@ -18,17 +19,23 @@ from vaereg_harness.launch import distributed, threads
 from vaereg_harness.metrics.fid import FIDProtocol
 from vaereg_harness.metrics.run import score_run
 from vaereg_harness.metrics.samples import draw_samples
+from vaereg_harness.run.pictures import pictures
 from vaereg_harness.run.plan import Run
 from vaereg_harness.run.trainer import StageReport
-from vaereg_harness.store.images import save_grid
+from vaereg_harness.store.images import save_grid, write_png
 from vaereg_harness.store.results import Row
+
+PNGS = {"traversals": "traversals.png", "interpolations": "interpolations.png",
+        "reconstructions": "reconstructions.png", "factor_mi": "factor-mi.png"}  # picture -> file in the run folder
 
 
 def save_grids(model: VAE, data: Dataset, folder: Path, seed: int = 0) -> dict[str, str | None]:
     """PNG grids in ``folder``: samples (one row per class for a conditional model) as sampled
-    pixels and as the likelihood's mean images for the same latents, and test reconstructions
-    (originals above). Under torchrun every rank draws its share and rank 0 alone writes; the
-    other ranks return nothing."""
+    pixels and as the likelihood's mean images for the same latents, and the model's pictures
+    (``vaereg_harness.run.pictures``): test reconstructions (originals above), latent traversals,
+    interpolations and the factor heatmap, each None where the model or the data set cannot have
+    it. Returns the row's path columns. Under torchrun every rank draws its share of the samples
+    and rank 0 alone draws the pictures and writes; the other ranks return nothing."""
     model.eval()
     rows = min(data.spec.classes, 16)
     shown, per_class = (8 * rows, 8) if rows else (64, None)
@@ -36,15 +43,12 @@ def save_grids(model: VAE, data: Dataset, folder: Path, seed: int = 0) -> dict[s
     grid = draw_samples(model, data, shown, per_class, seed=seed + 1)[0]
     if not distributed.current().writer:
         return {}
-    device = next(model.parameters()).device
-    labels16 = data.test_labels[:16].to(device) if data.spec.classes else None
-    test = data.batch(data.test[:16].to(device), labels16, train=False)
-    with distributed.seeded(seed, "reconstruct"):
-        pairs = torch.cat([test.x.cpu(), model.reconstruct(test).cpu()])
+    drawn = pictures(model, data, seed)
     return {  # absolute paths: a row's pictures are found from any working folder
         "samples_png": str(save_grid(grid, folder / "samples.png", cols=8 if rows else None).absolute()),
         "samples_mean_png": str(save_grid(means, folder / "samples-mean.png", cols=8 if rows else None).absolute()),
-        "reconstructions_png": str(save_grid(pairs, folder / "reconstructions.png", cols=test.x.shape[0]).absolute()),
+        **{f"{name}_png": None if drawn[name] is None else str(write_png(drawn[name], folder / file).absolute())
+           for name, file in PNGS.items()},
     }
 
 

@@ -40,7 +40,7 @@ class Run:
         conditioned = "-label" if data.spec.classes else ""
         readable = safe_name(f"{data.spec.name}-{combo.text}{conditioned}")[:120]
         folder = out / f"{readable}-seed{config.train.seed}-{key}"
-        return cls(combo, data, config, build_metrics(config.metrics, data, combo), key, folder)
+        return cls(combo, data, config, build_metrics(config.metrics, data, combo, config.metric_options), key, folder)
 
     @property
     def checkpoint(self) -> Path:

@@ -80,6 +80,7 @@ class Trainer:
         self.path, self.progress, self.loggers = checkpoint_path, progress, loggers or []
         self.device = next(model.parameters()).device
         objective.to(self.device)
+        objective.training_images = data.train.shape[0]
         if self.device.type == "cuda":
             model.to(memory_format=torch.channels_last)
         self.world = distributed.current()

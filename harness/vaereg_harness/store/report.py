@@ -27,7 +27,10 @@ from vaereg_harness.store.leaderboard import Shown, table_columns
 from vaereg_harness.store.results import read_results
 
 GRIDS = [("samples_png", "samples (sampled pixels)"), ("samples_mean_png", "samples (likelihood mean)"),
-         ("reconstructions_png", "reconstructions (originals above)")]
+         ("reconstructions_png", "reconstructions, likelihood mean (originals above)"),
+         ("traversals_png", "latent traversals from -3 to 3 prior std, most active dimensions first (one per row)"),
+         ("interpolations_png", "interpolations between test images' posterior means (originals at the ends)"),
+         ("factor_mi_png", "mutual information (nats) between latent dimensions and factors")]
 
 
 @dataclass
@@ -119,8 +122,7 @@ def damage_notes(logs: dict[Path, tuple[str, Log]]) -> list[str]:
 def save_figure(draw: Callable[[Figure], None], path: Path, size: tuple[float, float]) -> Path:
     figure = Figure(figsize=size, layout="constrained")
     draw(figure)
-    figure.savefig(path, dpi=110)
-    return path
+    return atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
 
 
 def scatter(rows: list[dict[str, Any]], path: Path) -> Image | None:
@@ -178,7 +180,7 @@ def grids(rows: list[dict[str, Any]], figures: Path) -> list[tuple[str, list[Ima
             source = Path(r[column]) if r.get(column) else None
             if source is not None and source.is_file():
                 copy = figures / f"{file_stem(str(source.parent))}-{source.name}"
-                shutil.copyfile(source, copy)
+                atomic_write(copy, lambda tmp, source=source: shutil.copyfile(source, tmp))
                 images.append(Image(copy, caption))
         if images:
             shown[key] = (run_label(r), images)

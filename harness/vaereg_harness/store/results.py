@@ -69,6 +69,9 @@ class Row:
     samples_mean_png: str | None = None  # the likelihood's mean images for the same latents (sampled pixels
     #                                      where the likelihood has no cheap mean: PixelCNN)
     reconstructions_png: str | None = None
+    traversals_png: str | None = None  # latent traversals of the most active dimensions (continuous vectors)
+    interpolations_png: str | None = None  # between test images' posterior means (continuous vectors)
+    factor_mi_png: str | None = None  # MI between latent dimensions and factors (data sets with factors)
     status: str
     vaereg_version: str
     torch_version: str
@@ -147,7 +150,8 @@ def schema() -> pa.Schema:
     return pa.schema([*FIXED, *extra], metadata={"vaereg.schema_version": str(SCHEMA_VERSION)})
 
 
-PATHS = ("run_dir", "samples_png", "samples_mean_png", "reconstructions_png")  # relative to the results folder
+PATHS = ("run_dir", "samples_png", "samples_mean_png", "reconstructions_png", "traversals_png", "interpolations_png",
+         "factor_mi_png")  # relative to the results folder
 KEPT = "unrecorded-row.parquet"  # a row the results store could not take, kept in its run folder
 
 
@@ -276,7 +280,7 @@ def with_paths(table: pa.Table, directory: Path, written_under: int) -> pa.Table
 def recorded(directory: Path, config_hash: str, config: str) -> dict[str, Any] | None:
     """The row ``directory`` already holds of this run (the same training settings and the same
     resolved configuration), as column -> value, or None. A row from before configurations
-    recorded their metrics ran the defaults."""
+    recorded their metrics (and their options) ran the defaults."""
     wanted = json.loads(config)
     for r in read_results(directory, on_skip=lambda *_: None).to_pylist():
         if r["config_hash"] != config_hash or r["status"] != "ok":
@@ -285,6 +289,6 @@ def recorded(directory: Path, config_hash: str, config: str) -> dict[str, Any] |
             stored = json.loads(r["config"])
         except ValueError:
             continue
-        if isinstance(stored, dict) and {"metrics": list(DEFAULTS), **stored} == wanted:
+        if isinstance(stored, dict) and {"metrics": list(DEFAULTS), "metric_options": {}, **stored} == wanted:
             return r
     return None
