@@ -47,3 +47,36 @@ def test_refused_in_one_line_before_training(tmp_path, monkeypatch, combo, assig
     assert len(errors[0]) < 400, "a huge value is shown shortened"
     written = [p for folder in (out, results) if folder.exists() for p in folder.rglob("*")]
     assert written == [], written
+
+
+# Found by the fuzz (tests/fuzz_cli.py): a GMM prior with no covariance floor crashed in EM's Cholesky after the
+# autoencoder had trained; a path holding NUL, or bytes that are not UTF-8, crashed in the path checks.
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--combo", "ae", "--set", "prior.floor=0"], ["floor=0", "singular", "floor > 0"]),
+    (["--combo", "gaussian", "--out", "a\x00b"], ["--out", "NUL character"]),
+    (["--combo", "gaussian", "--results", "\udcff"], ["'\\udcff'", "not valid UTF-8"]),
+    (["--combo", "gaussian", "--data-root", "\udcff"], ["'\\udcff'", "not valid UTF-8"]),
+    (["--combo", "btcvae", "--set", "objective.dataset_size=8"], ["dataset_size holds 8", "--batch-size is 64"]),
+    (["--combo", "btcvae", "--dataset", "shapes", "--set", "dataset.positions=1", "--set", "dataset.scales=1",
+      "--set", "dataset.orientations=16", "--batch-size", "64"], ["the training split holds 38", "estimator=mws"]),
+], ids=["gmm-floor-0", "nul-in-path", "undecodable-results", "undecodable-data-root", "btcvae-n-below-batch",
+        "btcvae-split-below-batch"])
+def test_found_by_the_fuzz_refused_in_one_line(tmp_path, monkeypatch, args, expected):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["eval", "--no-fid", "--epochs", "1", "--quiet", *args])
+    assert result.exit_code == 2 and not isinstance(result.exception, ValueError | UnicodeError), result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and all(part in errors[0] for part in expected), result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["report", "--results", "/etc/passwd", "--out", "rep"],
+                                  ["report", "--out", "rep"],
+                                  ["report", "--title", "\udcff", "--out", "rep"]],
+                         ids=["foreign-store", "empty-store", "undecodable-title"])
+def test_a_refused_report_makes_no_folder(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and not isinstance(result.exception, UnicodeError), result.output
+    assert len([line for line in result.output.splitlines() if line.startswith("Error:")]) == 1, result.output
+    assert list(tmp_path.iterdir()) == []

@@ -76,7 +76,8 @@ def test_a_sweep_writes_a_row_per_combo_and_seed_each_in_its_own_folder(tmp_path
 
     def planned(*extra):
         out = vaereg_cli("eval", "--config", "exp.toml", "--print-config", *extra, cwd=tmp_path).stdout
-        return {line.split(": ")[1] for line in out.splitlines() if line.startswith("#   ")}
+        return {str((tmp_path / line.split(": ")[1]).absolute()) for line in out.splitlines()
+                if line.startswith("#   ")}
 
     assert planned() == folders  # the same settings find their folders again
     assert planned("--iw-samples", "50") == folders  # evaluation options train nothing new

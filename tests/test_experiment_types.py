@@ -80,3 +80,12 @@ def test_max_runs_lowers_or_raises_the_cap(tmp_path, monkeypatch):
     result = invoke(tmp_path, "seed = [0, 1, 2]", "--max-runs", "3", "--print-config")
     assert result.exit_code == 0, result.output
     assert result.output.count("\n#   gaussian seed ") == 3
+
+
+@pytest.mark.parametrize("key", ["seed", "combo"])
+def test_an_empty_list_for_a_needed_repeatable_option_is_one_error_line(tmp_path, monkeypatch, key):
+    # found by the fuzz: seed = [] once planned no run at all and crashed with an IndexError
+    monkeypatch.chdir(tmp_path)
+    line = error_line(invoke(tmp_path, f"{key} = []"))
+    assert f"{key!r}: an empty list gives none" in line, line
+    assert [p.name for p in tmp_path.iterdir()] == ["exp.toml"]

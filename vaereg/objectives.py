@@ -92,6 +92,13 @@ class Objective(nn.Module):
         resolved."""
         return None
 
+    @classmethod
+    def training_mismatch(cls, config: object, batch_size: int, training_images: int) -> str | None:
+        """Why this objective cannot train with batches of ``batch_size`` images on a training
+        split of ``training_images``, or None when it can. Checked when a run is planned, before
+        anything is written."""
+        return None
+
     def loss(self, terms: Terms, progress: float) -> tuple[Tensor, dict[str, Tensor]]:
         """The model's loss (a scalar) and detached per-batch stats (means over images), given
         the terms of ``draws`` draws per image and the fraction of training done."""

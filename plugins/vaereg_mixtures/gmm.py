@@ -27,6 +27,11 @@ class GMMConfig:
     iterations: Annotated[int, Range(1, 10000)] = 200
     floor: Annotated[float, Range(0, 1)] = 1e-6
 
+    def __post_init__(self) -> None:
+        if self.floor == 0:
+            raise ValueError("floor=0 leaves a collapsed component's covariance singular, and EM fails on it; "
+                             "give floor > 0, such as the default 1e-6")
+
 
 class FittedMixture(ForVector, Prior):
     """A Gaussian mixture fitted by EM after the autoencoder (N(0, I) stands in before),

@@ -100,6 +100,16 @@ class BetaTCVAE(Objective):
                     f"(gaussian, gaussian-mlp)")
         return None
 
+    @classmethod
+    def training_mismatch(cls, config: BetaTCVAEConfig, batch_size: int, training_images: int) -> str | None:
+        size = config.dataset_size or training_images
+        if config.estimator == "mss" and size < batch_size:
+            named = "objective.dataset_size" if config.dataset_size else "the training split"
+            return (f"minibatch-stratified sampling needs a data set at least as large as the batch, but {named} "
+                    f"holds {size} images and --batch-size is {batch_size}; lower --batch-size or set "
+                    f"objective.estimator=mws")
+        return None
+
     def loss(self, terms: Terms, progress: float) -> tuple[Tensor, dict[str, Tensor]]:
         config = self.config
         z = terms.z[0]

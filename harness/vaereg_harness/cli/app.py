@@ -31,6 +31,14 @@ class Group(click.Group):
     SIGINT and SIGTERM into one line saying what was saved, exit 130 and 143. Under torchrun a
     message names the rank it comes from, and the process group is left at the end."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Refuse an argument that is not valid UTF-8 (bytes the file system name did not decode
+        arrive as surrogates), before any command sees it."""
+        bad = next((a for a in args if a.encode(errors="replace").decode() != a), None)
+        if bad is not None:
+            raise click.UsageError(f"the argument {bad!r} is not valid UTF-8; give every argument in UTF-8", ctx)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
         try:
             with signals.handled():

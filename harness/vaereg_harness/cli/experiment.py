@@ -92,6 +92,8 @@ def checked(path: Path, key: str, param: click.Option, value: Any) -> Any:
             return value
         raise UsageError(f"--config {path}: {key!r}: {shown(value)} is not {expects}")
     items = value if isinstance(value, list) else [value]
+    if not items and (param.required or param.default):
+        raise UsageError(f"--config {path}: {key!r}: an empty list gives none; give one, or a list of them")
     bad = next((item for item in items if not fits(item, types)), None)
     if bad is None:
         return items

@@ -24,11 +24,15 @@ RUN_COMMANDS = ("eval", "train")
 
 
 class UserPath(click.Path):
-    """A path option; a name too long for the file system is a usage error here."""
+    """A path option; a name too long for the file system or holding a NUL is a usage error here
+    (the group refuses arguments that are not UTF-8)."""
 
     def convert(self, value, param, ctx):
+        text = os.fspath(value)
+        if "\x00" in text:
+            self.fail(f"{text!r} holds a NUL character, which no path may; give a path without it", param, ctx)
         try:
-            check_path_name(os.fspath(value), "")
+            check_path_name(text, "")
         except UsageError as exc:
             self.fail(str(exc).strip(), param, ctx)
         return super().convert(value, param, ctx)

@@ -9,7 +9,7 @@ import click
 
 from vaereg_harness.cli.app import main
 from vaereg_harness.cli.options import UserPath
-from vaereg_harness.store.files import check_folder, make_folder
+from vaereg_harness.store.files import check_folder
 from vaereg_harness.store.leaderboard import format_table, sort_key
 from vaereg_harness.store.results import read_results
 
@@ -47,7 +47,6 @@ def report_command(results, out, title):
     curves and sample grids."""
     from vaereg_harness.store.report import write_report
 
-    check_folder(out, "--out")
-    make_folder(out, "--out")
+    check_folder(out, "--out")  # made once the store proves to hold rows
     page, twin = write_report(results, out, title, on_skip=skipped_file)
     click.echo(f"report written to {page} and {twin}")

@@ -15,6 +15,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from tqdm import tqdm
 
 from vaereg_harness.data import Dataset, safe_name
+from vaereg_harness.launch import threads
 from vaereg_harness.store.files import atomic_write
 from vaereg_harness.store.locks import file_lock
 
@@ -96,6 +97,7 @@ def train_classifier(images: Tensor, labels: Tensor, *, steps: int = STEPS, seed
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                threads.tick()  # under --threads auto, give up the cores others keep busy
                 done += 1
                 bar.update()
         bar.close()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vaereg import UsageError
 from vaereg.combo import Combo, resolve
 from vaereg.config import to_dict
 from vaereg.data import Dataset
@@ -63,6 +64,10 @@ def plan(text: str, data: Dataset, options: dict[str, dict[str, Any]] | None = N
     usage error of a run is raised here, before anything is built."""
     config = config or RunConfig()
     combo = resolve(text, data.spec, {**(options or {}), "objective": config.objective})
+    objective = combo.objective
+    why = objective.cls.training_mismatch(combo.configs["objective"], config.train.batch_size, data.train.shape[0])
+    if why is not None:
+        raise UsageError(f"objective {objective.name!r} cannot train {text} on {data.spec.name}: {why}")
     return Run.of(combo, data, config, out)
 
 

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from vaereg import UsageError
 from vaereg_harness.data import safe_name
-from vaereg_harness.store.files import atomic_write
+from vaereg_harness.store.files import atomic_write, make_folder
 from vaereg_harness.store.leaderboard import Shown, table_columns
 from vaereg_harness.store.results import read_results
 
@@ -318,8 +318,9 @@ def write_report(results: Path, out: Path, title: str = "vaereg report",
         raise UsageError(f"--results {results}: no rows to report; run 'vaereg eval' first or give another folder")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: a file is in the way; give a folder for the report")
+    make_folder(out, "--out")
     figures = out / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(exist_ok=True)
     parts = sections(rows, figures)
     page = atomic_write(out / "index.html", lambda tmp: tmp.write_text(render_html(title, parts), encoding="utf-8"))
     twin = atomic_write(out / "report.md",
