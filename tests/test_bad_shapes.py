@@ -52,7 +52,7 @@ def test_refused_in_one_line_before_training(tmp_path, monkeypatch, combo, assig
 # Found by the fuzz (tests/fuzz_cli.py): a GMM prior with no covariance floor crashed in EM's Cholesky after the
 # autoencoder had trained; a path holding NUL, or bytes that are not UTF-8, crashed in the path checks.
 @pytest.mark.parametrize(("args", "expected"), [
-    (["--combo", "ae", "--set", "prior.floor=0"], ["floor=0", "singular", "floor > 0"]),
+    (["--combo", "ae", "--set", "prior.floor=0"], ["floor=0", "out of range", "> 0"]),
     (["--combo", "gaussian", "--out", "a\x00b"], ["--out", "NUL character"]),
     (["--combo", "gaussian", "--results", "\udcff"], ["'\\udcff'", "not valid UTF-8"]),
     (["--combo", "gaussian", "--data-root", "\udcff"], ["'\\udcff'", "not valid UTF-8"]),

@@ -46,3 +46,13 @@ def test_sample_from_a_vq_pixelcnn_checkpoint(tmp_path):
     ckpt = out.strip().split("checkpoint ")[-1]
     vaereg_cli("sample", ckpt, "-n", "4", "-o", "codes.png", cwd=tmp_path)
     assert Image.open(tmp_path / "codes.png").size == (2 * 33 + 1, 2 * 33 + 1)
+
+
+def test_vaereg_usage_errors_show_the_subcommand_usage_as_click_errors_do(tmp_path):
+    ours = vaereg_cli("eval", "--combo", "nope", cwd=tmp_path, check=False)  # vaereg's own check
+    clicks = vaereg_cli("eval", "--epochs", "x", cwd=tmp_path, check=False)  # click's own
+    for proc in (ours, clicks):
+        assert proc.returncode == 2
+        first, second = proc.stderr.splitlines()[:2]  # the program is "python -m vaereg_harness.cli" here
+        assert first.startswith("Usage: ") and first.endswith(" eval [OPTIONS]"), proc.stderr
+        assert second.startswith("Try '") and second.endswith(" eval --help' for help."), proc.stderr

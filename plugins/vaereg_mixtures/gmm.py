@@ -25,12 +25,7 @@ class GMMConfig:
     covariance: Literal["full", "diag"] = "full"
     restarts: Annotated[int, Range(1, 100)] = 3
     iterations: Annotated[int, Range(1, 10000)] = 200
-    floor: Annotated[float, Range(0, 1)] = 1e-6
-
-    def __post_init__(self) -> None:
-        if self.floor == 0:
-            raise ValueError("floor=0 leaves a collapsed component's covariance singular, and EM fails on it; "
-                             "give floor > 0, such as the default 1e-6")
+    floor: Annotated[float, Range(0, 1, open_low=True)] = 1e-6  # 0 would leave a collapsed component singular
 
 
 class FittedMixture(ForVector, Prior):

@@ -46,8 +46,8 @@ class Group(click.Group):
         except signals.Stopped as stop:
             click.echo(f"vaereg: {ranked(stop.message())}", err=True)
             ctx.exit(stop.exit_code)
-        except UsageError as exc:
-            raise click.UsageError(ranked(str(exc)), ctx) from None
+        except UsageError as exc:  # with the subcommand's usage line, as click's own errors have
+            raise click.UsageError(ranked(str(exc)), command_context(ctx)) from None
         except VaeregError as exc:
             raise click.ClickException(ranked(str(exc))) from None
         except RuntimeError as exc:
@@ -62,6 +62,13 @@ class Group(click.Group):
             raise click.ClickException(ranked(f"{where}{exc.strerror or exc}")) from None
         finally:
             distributed.stop()
+
+
+def command_context(ctx: click.Context) -> click.Context:
+    """A context of the subcommand ``ctx`` was invoking (for its usage line), or ``ctx``."""
+    name = ctx.invoked_subcommand or (ctx.protected_args[0] if getattr(ctx, "protected_args", None) else None)
+    command = ctx.command.get_command(ctx, name) if name else None
+    return click.Context(command, info_name=name, parent=ctx) if command else ctx
 
 
 def ranked(message: str) -> str:
