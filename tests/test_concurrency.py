@@ -3,6 +3,7 @@ wait, look again, and show the first one's row; one training, one row, a metrics
 line parses. The lock is the kernel's, so a killed holder releases it."""
 
 import json
+import select
 import signal
 import subprocess
 import sys
@@ -23,6 +24,19 @@ ARGS = ["eval", "--combo", "gaussian-mlp", "--epochs", str(EPOCHS), "--iw-sample
 def start(cwd, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "vaereg_harness.cli", *ARGS, *extra], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 300) -> str:
+    """The first line of ``proc``'s stderr holding ``text``, however long a loaded machine takes
+    to get there (at most ``timeout`` seconds)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+        line = proc.stderr.readline() if ready else ""
+        if text in line:
+            return line
+        assert proc.poll() is None or line, f"exited {proc.returncode} before saying {text!r}"
+    raise AssertionError(f"no {text!r} on stderr after {timeout} s")
 
 
 def race(tmp_path) -> None:
@@ -77,14 +91,15 @@ def test_a_run_waits_for_the_process_holding_its_folder(tmp_path):
     lock.acquire()
     proc = start(tmp_path)
     try:
-        time.sleep(15)  # long enough to import, plan and reach the lock
-        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        note = wait_for_line(proc, "another vaereg process is running gaussian-mlp seed 0")
+        assert f"{folder}/{RUN_LOCK}" in note  # the note names the lock it waits on
+        time.sleep(1)
+        assert proc.poll() is None
         assert not (tmp_path / folder / "metrics.jsonl").exists()  # nothing trained while the lock is held
     finally:
         lock.release()
-    out, err = proc.communicate(timeout=600)
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
-    assert "another vaereg process is running gaussian-mlp seed 0" in err
     assert len(read_results(tmp_path / "vaereg-results").to_pylist()) == 1
 
 

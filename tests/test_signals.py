@@ -102,10 +102,20 @@ def test_the_command_line_stops_in_one_line_and_resumes(tmp_path, signum, code):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (Linux: SigCgt in /proc/PID/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(mask >> (signum - 1) & 1)
+
+
 def test_a_signal_while_starting_ends_in_one_line(tmp_path):
     proc = subprocess.Popen([vaereg_script(), "plugins"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)  # importing torch takes seconds
+    end = time.monotonic() + 60
+    while not catches(proc.pid, signal.SIGTERM):  # the console script's handlers are in, torch not yet loaded
+        assert time.monotonic() < end and proc.poll() is None
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
