@@ -128,9 +128,11 @@ def test_a_column_no_registered_metric_declares_is_dropped_on_read(tmp_path):
 def test_a_row_written_before_configs_named_their_metrics_counts_as_the_defaults(tmp_path):
     config = {"parts": {}, "iw_samples": 5}
     append_row(tmp_path, row(0, config=json.dumps(config), config_hash="abc"))
-    assert recorded(tmp_path, "abc", json.dumps({**config, "metrics": list(DEFAULTS)}))
-    assert not recorded(tmp_path, "abc", json.dumps({**config, "metrics": [*DEFAULTS, "extra"]}))
-    assert not recorded(tmp_path, "abd", json.dumps({**config, "metrics": list(DEFAULTS)}))
+    today = {"metrics": list(DEFAULTS), "metric_options": {}}  # what a run's configuration holds now
+    assert recorded(tmp_path, "abc", json.dumps({**config, **today}))
+    assert not recorded(tmp_path, "abc", json.dumps({**config, **today, "metrics": [*DEFAULTS, "extra"]}))
+    assert not recorded(tmp_path, "abc", json.dumps({**config, **today, "metric_options": {"kid": {"subsets": 2}}}))
+    assert not recorded(tmp_path, "abd", json.dumps({**config, **today}))
 
 
 def test_empty_or_missing_store_reads_as_empty_table(tmp_path):
