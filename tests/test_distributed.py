@@ -255,6 +255,34 @@ def test_a_killed_rank_ends_the_job_naming_it_and_resume_finishes_it(tmp_path):
         assert resumed[key] == straight[key], key
 
 
+def test_sigterm_to_torchrun_saves_the_step_every_rank_finished_and_resume_equals_a_straight_run(tmp_path):
+    """SIGTERM to the launcher (as Slurm's scancel or a preemption sends it): every rank holds it
+    to the end of the step in flight, the ranks agree on the step, rank 0 checkpoints the epoch so
+    far (each rank's random state in it), they exit 143 with one line, and --resume on two ranks
+    gives the row of a run never stopped."""
+    args = ["eval", "--combo", "gaussian-mlp", "--epochs", "30", "--set", "encoder.width=16",
+            "--set", "decoder.width=16", "--batch-size", "16", *QUICK, "--checkpoint-every", "1000"]
+    torchrun(*args, "--out", "straight", "--results", "straight-rows", cwd=tmp_path)
+    job = torchrun(*args, "--out", "stopped", "--results", "stopped-rows", "--checkpoint-every", "0", cwd=tmp_path,
+                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_for_checkpoint(tmp_path / "stopped")
+    job.send_signal(signal.SIGTERM)
+    output, _ = job.communicate(timeout=120)
+    assert job.returncode != 0
+    assert output.count("stopped by SIGTERM; the checkpoint") == 2, output[-3000:]  # one line per rank
+    assert "[rank0]: Traceback" not in output and "[rank1]: Traceback" not in output  # (torchrun's own follows)
+    (saved,) = (tmp_path / "stopped").glob("*/checkpoint.pt")
+    within = checkpoint.load(saved)["within"]
+    assert len(within["rng"]) == 2 and not torch.equal(within["rng"][0]["cpu"], within["rng"][1]["cpu"])
+    assert not (tmp_path / "stopped-rows").exists() or not list((tmp_path / "stopped-rows").glob("*.parquet"))
+    torchrun(*args, "--resume", "--out", "stopped", "--results", "stopped-rows", cwd=tmp_path)
+    straight, resumed = only_row(tmp_path / "straight-rows"), only_row(tmp_path / "stopped-rows")
+    for key in ("nll_nats", "nelbo_nats", "nll_bpd", "active_units", "config_hash"):
+        assert resumed[key] == straight[key], key
+    stopped, straight_weights = weights(tmp_path / "stopped"), weights(tmp_path / "straight")
+    assert all(torch.equal(stopped[name], straight_weights[name]) for name in straight_weights)
+
+
 def worker_pids(parent: int) -> list[int]:
     """Every descendant of ``parent`` (torchrun's workers)."""
     found, frontier = [], [parent]

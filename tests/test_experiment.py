@@ -29,7 +29,7 @@ def test_every_option_can_come_from_the_file_and_the_command_line_overrides_it(t
         "data_root": "elsewhere", "download": True, "skip_bad_images": True, "condition": "label", "epochs": 3,
         "prior_epochs": 2, "image_mode": "L",
         "batch_size": 32, "lr": 0.002, "seed": [1, 2], "deterministic": True, "compile": True, "device": "cpu",
-        "threads": 1, "checkpoint_every": 5.0,
+        "threads": 1, "checkpoint_every": 5.0, "validation_images": 4,
         "out": "runs", "resume": True, "quiet": True, "log": ["tensorboard"], "iw_samples": 10, "iw_chunk": 5,
         "eval_images": 4, "results": "rows", "fid": False, "fid_samples": 50, "fid_extractor": "classifier",
         "inception_weights": "weights.pth", "cache_dir": "cache", "metrics": ["nll", "fid"],

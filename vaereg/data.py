@@ -36,7 +36,10 @@ class Dataset:
     """``train``/``test``: ``[N, C, H, W]`` uint8 stored values. With ``binarize`` the stored
     training values are 0..255 intensities and every training batch is binarized afresh
     (dynamic binarization); the test split is stored binarized (once, with a fixed seed).
-    Labels (``[N]`` int64) and ``factors`` are optional, given for both splits or neither."""
+    Labels (``[N]`` int64) and ``factors`` are optional, given for both splits or neither.
+    ``validation`` (optional, stored as the test split is) holds images held out of training
+    (``hold_out``), with ``validation_labels`` when the other splits have labels; the factors
+    describe the train and test splits only."""
 
     spec: DataSpec
     train: Tensor
@@ -47,6 +50,8 @@ class Dataset:
     factors: Factors | None = None
     #: The data set's options that differ from its defaults, as it was loaded (part of a run's key).
     options: dict[str, Any] = field(default_factory=dict)
+    validation: Tensor | None = None
+    validation_labels: Tensor | None = None
 
     def to_model(self, stored: Tensor, *, train: bool) -> Tensor:
         """Model input ``intensity / (intensities - 1)`` in [0, 1] for a batch of stored values."""
@@ -70,6 +75,39 @@ class Dataset:
         labels = None if self.test_labels is None else self.test_labels[keep]
         factors = None if self.factors is None else dataclasses.replace(self.factors, test=self.factors.test[keep])
         return dataclasses.replace(self, test=self.test[keep], test_labels=labels, factors=factors)
+
+    def hold_out(self, n: int | None) -> Dataset:
+        """This data set with ``n`` training images (and their labels) moved to the validation
+        split: a fixed choice (seed-0 permutation, each split kept in order); the factors keep the
+        remaining training rows. A binarized set's held-out images are binarized once (seed 0),
+        as its test split is. As it is for None, or when it already holds out exactly ``n``.
+        Made once per ``n``: every run of a sweep shares the same tensors."""
+        if n is None or (self.validation is not None and self.validation.shape[0] == n):
+            return self
+        if self.validation is not None:
+            raise UsageError(f"--validation-images {n}: {self.spec.name} already holds out "
+                             f"{self.validation.shape[0]} validation images; give that number or drop the option")
+        made = self.__dict__.setdefault("_held_out", {})  # not a field: replace() and == ignore it
+        if n not in made:
+            made[n] = self._moved_to_validation(n)
+        return made[n]
+
+    def _moved_to_validation(self, n: int) -> Dataset:
+        size = self.train.shape[0]
+        if n >= size:
+            raise UsageError(f"--validation-images {n}: the training split of {self.spec.name} has {size} images; "
+                             f"hold out fewer (at most {size - 1})")
+        order = torch.randperm(size, generator=torch.Generator().manual_seed(0))
+        held, keep = order[:n].sort().values, order[n:].sort().values
+        validation = self.train[held]
+        if self.binarize:
+            generator = torch.Generator().manual_seed(0)
+            validation = torch.bernoulli(validation.float() / 255, generator=generator).to(torch.uint8)
+        labels = self.train_labels
+        factors = None if self.factors is None else dataclasses.replace(self.factors, train=self.factors.train[keep])
+        return dataclasses.replace(
+            self, train=self.train[keep], train_labels=None if labels is None else labels[keep], factors=factors,
+            validation=validation, validation_labels=None if labels is None else labels[held])
 
     def conditioned(self, on: str | None) -> Dataset:
         """This data set with the model conditioned on ``on`` (``"label"``), or as it is for None."""
@@ -133,7 +171,10 @@ def dataset_problem(data: object) -> str | None:
         return f"binarize is set but spec.intensities is {spec.intensities}; binarized data has 2 intensities"
     shape = (spec.channels, spec.height, spec.width)
     rows = {}
-    for split in ("train", "test"):
+    splits = ("train", "test") if data.validation is None else ("train", "test", "validation")
+    if data.validation is None and data.validation_labels is not None:
+        return "validation_labels is given without validation images; give both or neither"
+    for split in splits:
         images = getattr(data, split)
         if not isinstance(images, Tensor):
             return f"{split} is a {type(images).__name__}, not a torch.Tensor"
@@ -147,13 +188,15 @@ def dataset_problem(data: object) -> str | None:
             return (f"{split} holds the value {top}, but spec.intensities is {spec.intensities} "
                     f"(values 0..{spec.intensities - 1})")
         rows[split] = images.shape[0]
-    return _labels_problem(data, rows) or _factors_problem(data.factors, rows)
+    return _labels_problem(data, rows) or _factors_problem(data.factors, {"train": rows["train"], "test": rows["test"]})
 
 
 def _labels_problem(data: Dataset, rows: dict[str, int]) -> str | None:
     given = [split for split in rows if getattr(data, f"{split}_labels") is not None]
-    if len(given) == 1:
-        return f"only {given[0]}_labels is given; give labels for both splits or neither"
+    if 0 < len(given) < len(rows):
+        every = "both splits or neither" if len(rows) == 2 else "every split or none"
+        named = " and ".join(f"{split}_labels" for split in given)
+        return f"only {named} {'is' if len(given) == 1 else 'are'} given; give labels for {every}"
     for split in given:
         labels = getattr(data, f"{split}_labels")
         problem = _rows_problem(f"{split}_labels", labels, (rows[split],), split)

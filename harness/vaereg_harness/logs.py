@@ -95,7 +95,10 @@ class TensorBoardLogger(Logger):
 
 @hookimpl
 def register_loggers(register):
+    from vaereg_harness.cluster.trials import TrialReporter  # imports this module
+
     register("tensorboard", TensorBoardLogger)
+    register("optuna", TrialReporter)
 
 
 def loggers() -> dict[str, tuple[type, str]]:

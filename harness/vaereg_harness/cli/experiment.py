@@ -2,7 +2,9 @@
 
 A file's keys are the command's long option names, with underscores or dashes (``combo``,
 ``seed``, ``epochs``, ``iw_samples``, ``fid``, ``results``, ``out``, ...). Lists for the
-repeatable options (``combo``, ``seed``, ``log``) run as a sweep. Part and objective options
+options ``combo`` and ``seed`` run each combo once per seed; ``vaereg sweep`` sweeps a list
+of any option (``vaereg_harness.cluster.sweep``) and reads the keys ``executor``, ``parallel``,
+``[slurm]`` and ``[search]``, which this command passes by. Part and objective options
 go in ``[set.GROUP]`` tables (or a ``set`` list of ``"GROUP.NAME=VALUE"`` strings). The file
 gives defaults: an option on the command line overrides it, and ``--set`` merges over it
 option by option. ``--print-config`` writes the resolved experiment back as TOML.
@@ -25,6 +27,7 @@ from vaereg import UsageError
 from vaereg.config import group_assignments
 
 NOT_IN_FILES = {"config_file", "print_config", "max_runs"}
+SWEEP_KEYS = ("executor", "parallel", "slurm", "search")  # read by vaereg sweep and search; eval passes them by
 INT64 = range(-(2**63), 2**63)  # TOML's integers
 
 
@@ -90,7 +93,8 @@ def checked(path: Path, key: str, param: click.Option, value: Any) -> Any:
     if not param.multiple:
         if fits(value, types):
             return value
-        raise UsageError(f"--config {path}: {key!r}: {shown(value)} is not {expects}")
+        sweep = "; to sweep a list of values, run vaereg sweep --config FILE" if isinstance(value, list) else ""
+        raise UsageError(f"--config {path}: {key!r}: {shown(value)} is not {expects}{sweep}")
     items = value if isinstance(value, list) else [value]
     if not items and (param.required or param.default):
         raise UsageError(f"--config {path}: {key!r}: an empty list gives none; give one, or a list of them")
@@ -127,6 +131,8 @@ def load(ctx: click.Context, path: Path, siblings: list[click.Command]) -> None:
         name = key.replace("-", "_")
         if name == "set":
             ctx.meta["file_sets"] = file_sets(path, value)
+        elif name in SWEEP_KEYS:
+            continue
         elif name in own:
             param = own[name]
             value = checked(path, key, param, value)

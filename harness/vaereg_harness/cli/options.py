@@ -97,6 +97,9 @@ def run_options(command):
                      help="Epochs of the autoencoder."),
         click.option("--prior-epochs", type=click.IntRange(min=1), default=None,
                      help="Epochs of a prior fitted by gradient after the autoencoder (PixelCNN) [--epochs]."),
+        click.option("--validation-images", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Images held out of the training split (a fixed seed-0 choice); their negative ELBO is "
+                          "logged each epoch as validation_elbo. Never the test split."),
         click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
                      help="Images per optimiser step. Under torchrun this is the global batch: each rank takes an "
                           "equal share of it."),
@@ -132,7 +135,7 @@ def run_options(command):
     @wraps(command)
     def wrapper(**kw):
         names = ("epochs", "prior_epochs", "batch_size", "lr", "device", "deterministic", "threads",
-                 "checkpoint_every")
+                 "checkpoint_every", "validation_images")
         values = {name: kw.pop(name) for name in names} | {"compile": kw.pop("compile_")}
         seeds = list(dict.fromkeys(kw.pop("seeds")))
         check_sweep(len(kw["combos"]), len(seeds), kw.pop("max_runs"))

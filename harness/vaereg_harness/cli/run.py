@@ -52,12 +52,12 @@ def metric_options(given: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return options
 
 
-def planned(combos, data, grouped, configs: list[RunConfig], log: tuple[str, ...], folders: dict[str, Path]
-            ) -> list[Run]:
+def planned(combos, data, grouped, configs: list[RunConfig], log: tuple[str, ...], folders: dict[str, Path],
+            make: bool = True) -> list[Run]:
     """Every run, combo by combo and seed by seed, planned once (resolved, metrics checked,
     folder named under ``folders["out"]``); every distinct combo probed (``vaereg.probe``); the
-    loggers and the output ``folders`` (option name -> path) checked, and made last, once
-    everything passed."""
+    loggers and the output ``folders`` (option name -> path) checked, and made last (if
+    ``make``), once everything passed."""
     for name in log:
         logger_class(name)
     options = part_options(grouped)
@@ -67,17 +67,19 @@ def planned(combos, data, grouped, configs: list[RunConfig], log: tuple[str, ...
         probe_combo(run.combo, data, device)
     for option, path in folders.items():
         check_folder(path, f"--{option}")
-    for option, path in folders.items():
+    for option, path in folders.items() if make else ():
         make_folder(path, f"--{option}")
     return runs
 
 
-def print_experiment(grouped, runs: list[Run]) -> None:
-    """``--print-config``: the resolved experiment, then each run and its folder."""
+def print_experiment(grouped, runs: list[Run]) -> list[Run]:
+    """``--print-config``: the resolved experiment, then each run and its folder; returns the
+    runs (to a caller in this process, such as a sweep planning its points)."""
     click.echo(experiment.resolved(click.get_current_context(), grouped), nl=False)
     click.echo(f"\n# {len(runs)} run(s):")
     for run in runs:
         click.echo(f"#   {run.combo.text} seed {run.config.train.seed}: {run.folder}")
+    return runs
 
 
 @main.command("eval")
@@ -115,7 +117,7 @@ def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, 
                          iw_chunk=iw_chunk, fid_samples=fid_samples, eval_images=eval_images, metrics=metrics,
                          metric_options=metric_options(grouped.get("metric", {})))
                for train in train_configs]
-    runs = planned(combos, data, grouped, configs, log, {"out": out, "results": results})
+    runs = planned(combos, data, grouped, configs, log, {"out": out, "results": results}, make=not print_config)
     if print_config:
         return print_experiment(grouped, runs)
     writer = distributed.current().writer
@@ -155,7 +157,7 @@ def train_command(combos, data, train_configs, grouped, out, resume, quiet, log,
     """Train every stage of each combo (once per seed) and write its checkpoint and metrics log
     (no evaluation)."""
     configs = [RunConfig(train=train, objective=grouped.get("objective", {})) for train in train_configs]
-    runs = planned(combos, data, grouped, configs, log, {"out": out})
+    runs = planned(combos, data, grouped, configs, log, {"out": out}, make=not print_config)
     if print_config:
         return print_experiment(grouped, runs)
     for run in runs:

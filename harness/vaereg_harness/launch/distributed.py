@@ -1,8 +1,10 @@
-"""Many processes under torchrun: the process group from torchrun's environment, DDP over the
-one module, the random streams, and which rank writes.
+"""Many processes under torchrun or Slurm's srun: the process group from the launcher's
+environment, DDP over the one module, the random streams, and which rank writes.
 
-Without torchrun (no ``WORLD_SIZE`` in the environment) nothing here starts, and every helper
-is the single-process identity. Under torchrun one process group serves both devices (gloo
+Without a launcher (no ``WORLD_SIZE``, and no srun step of several tasks) nothing here starts,
+and every helper is the single-process identity. Under srun each task takes its rank from
+Slurm's variables (``SLURM_PROCID``, ``SLURM_LOCALID``, ``SLURM_STEP_NUM_TASKS``) and meets the
+others at the step's first node. Under torchrun one process group serves both devices (gloo
 for CPU tensors, NCCL for CUDA ones), each local rank takes one GPU, and every collective
 times out after ``VAEREG_COLLECTIVE_TIMEOUT`` seconds (600), so a rank that stops answering
 ends the job instead of hanging it.
@@ -16,8 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import sys
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,6 +52,25 @@ class World:
 _world = World()
 
 
+def slurm_variables(env: dict[str, str] | os._Environ = os.environ) -> dict[str, str] | None:
+    """torchrun's variables for a task of an srun step of several tasks, from Slurm's, or None
+    (no such step, or torchrun's variables are already set). The rendezvous is the step's
+    first node, on a port drawn from the job id (the same in every task)."""
+    tasks = env.get("SLURM_STEP_NUM_TASKS", "")
+    if "WORLD_SIZE" in env or not tasks.isdigit() or int(tasks) < 2 or "SLURM_PROCID" not in env:
+        return None
+    nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST", "")
+    try:
+        first = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True,
+                               check=True).stdout.split()[0]
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        raise UsageError(f"srun step on {nodes!r}: 'scontrol show hostnames' could not name its first node; "
+                         f"set MASTER_ADDR and launch with torchrun") from None
+    port = 20000 + int(env.get("SLURM_JOB_ID", "0") or 0) % 40000
+    return {"RANK": env["SLURM_PROCID"], "LOCAL_RANK": env.get("SLURM_LOCALID", "0"), "WORLD_SIZE": tasks,
+            "MASTER_ADDR": env.get("MASTER_ADDR", first), "MASTER_PORT": env.get("MASTER_PORT", str(port))}
+
+
 def from_env(env: dict[str, str] | os._Environ = os.environ) -> World:
     """The world torchrun describes in ``env`` (RANK, LOCAL_RANK, WORLD_SIZE), or one process."""
     if "WORLD_SIZE" not in env:
@@ -76,25 +96,18 @@ def timeout() -> timedelta:
 
 
 def start() -> World:
-    """Join torchrun's job if this process is part of one (once); returns this process's world."""
+    """Join torchrun's (or an srun step's) job if this process is part of one (once); returns
+    this process's world."""
     global _world
+    os.environ.update(slurm_variables() or {})
     world = from_env()
     if world.launched and not dist.is_initialized():
         cuda = torch.cuda.is_available()
         if cuda:
             torch.cuda.set_device(world.local_rank % torch.cuda.device_count())
         dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=timeout())
-        signal.signal(signal.SIGTERM, _stopped)
     _world = world
     return world
-
-
-def _stopped(signum: int, _frame) -> None:
-    """torchrun stops the other ranks when one fails: say so in one line, not a traceback.
-    Every file is written by rename, so nothing is left half-written."""
-    print(f"vaereg: rank {_world.rank}: stopped by torchrun (another rank failed, or the job was stopped); "
-          f"run again with --resume to continue from the last checkpoint", file=sys.stderr, flush=True)
-    os._exit(128 + signum)
 
 
 def stop() -> None:
@@ -159,6 +172,25 @@ def agree(value: object) -> object:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def any_signal(signum: int | None) -> int | None:
+    """The signal any rank holds after a step (the largest number, if several), or None: every
+    rank stops at the same step."""
+    if not collective.active():
+        return signum
+    flag = torch.tensor([signum or 0])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag) or None
+
+
+def gathered(value: object) -> list[object]:
+    """Every rank's ``value``, in rank order (one process: ``[value]``)."""
+    if not collective.active():
+        return [value]
+    values: list[object] = [None] * _world.size
+    dist.all_gather_object(values, value)
+    return values
 
 
 @contextmanager

@@ -1,12 +1,14 @@
-"""SIGINT (Ctrl-C) and SIGTERM (``kill``, Slurm's preemption notice) end a command with one line
-saying what was saved and how to resume, and exit 130 and 143.
+"""SIGINT (Ctrl-C), SIGTERM (``kill``, ``scancel``, torchrun stopping a job) and SIGUSR2
+(Slurm's advance notice before a time limit or a preemption, as submitit asks for it) end a
+command with one line saying what was saved and how to resume, and exit 130, 143 and 140.
 
 While the command line loads, nothing has been written: the process ends at once. While a
 command runs, the signal raises ``Stopped`` where the process is, except inside a training
 epoch, where it is held until the step in flight ends: the trainer then writes a checkpoint of
 the epoch so far (``pending``), which ``--resume`` continues from exactly. Every file is
-written by rename, so a stop never leaves half a file. Under torchrun, SIGTERM is the launcher
-stopping the job; its ranks answer it in ``vaereg_harness.launch.distributed``."""
+written by rename, so a stop never leaves half a file. Under torchrun or srun every rank holds
+the signal, and the ranks agree after each step to stop at the same one, so rank 0's
+checkpoint holds a step every rank finished."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-HANDLED = (signal.SIGINT, signal.SIGTERM)
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
 
 class Stopped(BaseException):
@@ -70,7 +72,7 @@ def _raise(signum: int, _frame) -> None:
 
 @contextmanager
 def handled() -> Iterator[None]:
-    """Run a command with SIGINT and SIGTERM raising ``Stopped`` (on the main thread; elsewhere,
+    """Run a command with SIGINT, SIGTERM and SIGUSR2 raising ``Stopped`` (on the main thread; elsewhere,
     as under a test runner's thread, the signals keep their handlers)."""
     global _saved, _pending
     if threading.current_thread() is not threading.main_thread():
@@ -88,7 +90,7 @@ def handled() -> Iterator[None]:
 
 
 class _Held:
-    """Holds SIGINT and SIGTERM until ``pending`` is asked (a signal still held when the
+    """Holds the signals until ``pending`` is asked (a signal still held when the
     outermost block ends is raised there); reusable and reentrant."""
 
     def __enter__(self) -> None:
@@ -102,7 +104,7 @@ class _Held:
             raise Stopped(pending(), _saved)
 
 
-#: ``with held:`` holds SIGINT and SIGTERM for the block (a training epoch's steps), which asks
+#: ``with held:`` holds the signals for the block (a training epoch's steps), which asks
 #: ``pending`` after each step.
 held = _Held()
 

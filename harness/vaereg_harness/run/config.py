@@ -20,7 +20,10 @@ class TrainConfig:
     epochs of a prior fitted by gradient after the autoencoder (default: ``epochs``).
     ``threads``: fixed intra-op CPU threads, or None to follow the load
     (``vaereg_harness.launch.threads``). ``checkpoint_every``: a checkpoint is written after an epoch
-    once this many seconds have passed since the last, and after a stage's last epoch."""
+    once this many seconds have passed since the last, and after a stage's last epoch.
+    ``validation_images``: training images held out (a fixed seed-0 choice, ``Dataset.hold_out``)
+    whose negative ELBO is logged after each autoencoder epoch as ``validation_elbo``; never the
+    test split. None: every training image trains."""
 
     epochs: Annotated[int, Range(1, 1_000_000)] = 20
     prior_epochs: Annotated[int, Range(1, 1_000_000)] | None = None
@@ -32,9 +35,15 @@ class TrainConfig:
     checkpoint_every: Annotated[float, Range(0, 1e6)] = 30.0  # seconds between checkpoints; 0: every epoch
     deterministic: bool = False
     compile: bool = False  # torch.compile the model's forward
+    validation_images: Annotated[int, Range(1, 100_000_000)] | None = None
 
     def __post_init__(self) -> None:
         check(self, what="training option")
+
+
+#: Training options that change how a run runs, not what it computes: left out of its run key and
+#: of the already-recorded check.
+HOW_IT_RUNS = ("threads", "checkpoint_every")
 
 
 def pick_device(name: str) -> torch.device:

@@ -17,7 +17,7 @@ from vaereg.data import Dataset
 from vaereg.metrics import Metric
 from vaereg_harness.data import safe_name
 from vaereg_harness.metrics.run import build_metrics, metric_names
-from vaereg_harness.run.config import RunConfig, pick_device
+from vaereg_harness.run.config import HOW_IT_RUNS, RunConfig, pick_device
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,10 @@ class Run:
 
     @classmethod
     def of(cls, combo: Combo, data: Dataset, config: RunConfig, out: Path) -> Run:
-        """The run of an already resolved ``combo``."""
+        """The run of an already resolved ``combo``; its ``data`` holds out
+        ``config.train.validation_images`` training images (the one place both the command line
+        and the Python API hold them out)."""
+        data = data.hold_out(config.train.validation_images)
         key = run_key(data, combo, config)
         conditioned = "-label" if data.spec.classes else ""
         readable = safe_name(f"{data.spec.name}-{combo.text}{conditioned}")[:120]
@@ -52,7 +55,7 @@ class Run:
         options, the options, the objective it actually trains with, its metrics (the defaults
         and the added ones; a default that cannot score it leaves its columns null), and the data
         set's options where any differ from its defaults."""
-        described = {"parts": self.combo.options(), **to_dict(self.config),
+        described = {"parts": self.combo.options(), **to_dict(self.config), "train": trained_options(self.config),
                      "objective": recorded_objective(self.combo), "metrics": metric_names(self.config.metrics)}
         return {**described, "dataset_options": self.data.options} if self.data.options else described
 
@@ -65,7 +68,8 @@ def plan(text: str, data: Dataset, options: dict[str, dict[str, Any]] | None = N
     config = config or RunConfig()
     combo = resolve(text, data.spec, {**(options or {}), "objective": config.objective})
     objective = combo.objective
-    why = objective.cls.training_mismatch(combo.configs["objective"], config.train.batch_size, data.train.shape[0])
+    trained = data.hold_out(config.train.validation_images).train.shape[0]
+    why = objective.cls.training_mismatch(combo.configs["objective"], config.train.batch_size, trained)
     if why is not None:
         raise UsageError(f"objective {objective.name!r} cannot train {text} on {data.spec.name}: {why}")
     return Run.of(combo, data, config, out)
@@ -86,11 +90,20 @@ def run_key(data: Dataset, combo: Combo, config: RunConfig) -> str:
     loaded with, when any differ from the defaults), combo, part options, training options (the
     device resolved) and objective. Evaluation options are left out, so scoring a trained run
     again (another K, FID on or off) finds its checkpoint."""
-    train = {**to_dict(config.train), "device": pick_device(config.train.device).type}
-    for how in ("threads", "checkpoint_every"):  # how it runs, not what it computes
+    train = {**trained_options(config), "device": pick_device(config.train.device).type}
+    for how in HOW_IT_RUNS:
         del train[how]
     shaped = {"dataset": data.spec.name, "classes": data.spec.classes, "combo": combo.text,
               "parts": combo.options(), "train": train, "objective": recorded_objective(combo)}
     if data.options:
         shaped["dataset_options"] = data.options
     return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def trained_options(config: RunConfig) -> dict[str, Any]:
+    """The training options as keys and rows record them: ``validation_images`` only when given,
+    so runs and rows from before the option existed are still found."""
+    train = to_dict(config.train)
+    if train["validation_images"] is None:
+        del train["validation_images"]
+    return train

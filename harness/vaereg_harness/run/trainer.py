@@ -9,7 +9,6 @@ ranks, DDP averages the gradients of the stage's module, and rank 0 alone writes
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
@@ -25,7 +24,7 @@ from tqdm import tqdm
 from vaereg import UsageError, VaeregError, collective
 from vaereg.data import Dataset
 from vaereg.model import VAE
-from vaereg.objectives import Objective, Step
+from vaereg.objectives import Objective, Step, negative_elbo
 from vaereg_harness.launch import distributed, signals, threads
 from vaereg_harness.logs import Logger
 from vaereg_harness.run import checkpoint
@@ -33,6 +32,7 @@ from vaereg_harness.run.config import TrainConfig
 from vaereg_harness.run.stages import STAGES, AutoencoderStage, GradientStage
 
 LATENT_CHUNK = 512  # training images encoded at a time for a prior trained after the autoencoder
+VALIDATION_CHUNK = 512  # validation images scored at a time after each autoencoder epoch
 
 
 class TrainingDiverged(VaeregError):
@@ -89,6 +89,9 @@ class Trainer:
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.train_x = data.train.to(self.device)  # small sets live on the device: no loader
         self.train_labels = data.train_labels.to(self.device) if data.spec.classes else None
+        self.validation_x = None if data.validation is None else data.validation.to(self.device)
+        self.validation_labels = (data.validation_labels.to(self.device)
+                                  if data.validation is not None and data.spec.classes else None)
         self.stages = [AutoencoderStage(self)]
         if model.combo.schedule != "joint":
             self.stages.append(STAGES[model.combo.schedule](self))
@@ -161,9 +164,10 @@ class Trainer:
         }
         if self.world.writer:
             checkpoint.save(self.path, self.model, state=state)
-            where = f"epoch {epoch + 1}, step {within['step']}" if within else f"epoch {epoch}"
-            signals.saved(f"the checkpoint {self.path} holds {self.stages[stage].name} training to {where} "
-                          f"({time.strftime('%H:%M:%S')})")
+        where = f"epoch {epoch + 1}, step {within['step']}" if within else f"epoch {epoch}"
+        by = ", written by rank 0" if self.world.size > 1 else ""
+        signals.saved(f"the checkpoint {self.path} holds {self.stages[stage].name} training to {where} "
+                      f"({time.strftime('%H:%M:%S')}{by})")
         self.saved_at = time.perf_counter()
 
     def stop(self, signum: int, index: int, epoch: int, optimizers: list[torch.optim.Optimizer], step: int,
@@ -172,8 +176,9 @@ class Trainer:
         bit for bit: the epoch's order, the random state after the step and the sums so far."""
         rng = {"cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        within = {"step": step, "order": order.cpu(), "rng": rng, "seconds": seconds,
+            rng["cuda"] = torch.cuda.get_rng_state(self.device).cpu()
+        ranks = distributed.gathered(rng)  # each rank's own stream
+        within = {"step": step, "order": order.cpu(), "rng": ranks if len(ranks) > 1 else rng, "seconds": seconds,
                   "totals": {k: v.detach().cpu() for k, v in totals.items()}}
         self.save(index, epoch, optimizers, within)
         return signals.Stopped(signum, signals.last_saved())
@@ -212,8 +217,6 @@ class Trainer:
         bar = tqdm(total=(epochs - start_epoch) * batches, desc=f"{self.model.combo.text} {stage.name}",
                    disable=not (self.progress and self.world.writer), file=sys.stderr, leave=False, unit="step")
         amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        # one process holds a signal until the step in flight ends, then checkpoints the epoch so far
-        holding = signals.held if self.world.size == 1 else contextlib.nullcontext()
         for epoch in range(start_epoch, epochs):
             began = time.perf_counter()
             stage.train_mode()
@@ -224,14 +227,15 @@ class Trainer:
                 totals: dict[str, Tensor] = {}
                 first = 0
             else:  # resumed inside this epoch: where the signal stopped it
-                torch.set_rng_state(within["rng"]["cpu"])
-                if "cuda" in within["rng"]:
-                    torch.cuda.set_rng_state(within["rng"]["cuda"], self.device)
+                rng = self.rank_rng(within["rng"])
+                torch.set_rng_state(rng["cpu"])
+                if "cuda" in rng:
+                    torch.cuda.set_rng_state(rng["cuda"], self.device)
                 order = within["order"].to(self.device)
                 totals = {k: v.to(self.device) for k, v in within["totals"].items()}
                 first, began = within["step"], began - within["seconds"]
                 bar.update(first)
-            with holding:
+            with signals.held:  # a signal waits for the step in flight, then the epoch so far is saved
                 for i in range(first, batches):
                     idx, weight = self.my_part(order[i * bs:(i + 1) * bs])
                     progress = (epoch * batches + i) / (epochs * batches)
@@ -242,7 +246,7 @@ class Trainer:
                     for key, value in stats.items():  # accumulated on the device: no sync per step
                         totals[key] = totals.get(key, 0) + value.float() * idx.shape[0] * (weight > 0)
                     bar.update()
-                    signum = signals.pending()
+                    signum = distributed.any_signal(signals.pending())  # every rank stops at the same step
                     if signum is not None:
                         bar.close()
                         raise self.stop(signum, index, epoch, optimizers, i + 1, order, totals,
@@ -263,13 +267,43 @@ class Trainer:
             report.seconds += seconds
             report.images += n
             bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
-            self.log({"stage": stage.name, "epoch": epoch + 1, "step": (epoch + 1) * batches,
-                      "images_per_s": n / seconds, "lr": optimizers[0].param_groups[0]["lr"], **means})
+            record = {"stage": stage.name, "epoch": epoch + 1, "step": (epoch + 1) * batches,
+                      "images_per_s": n / seconds, "lr": optimizers[0].param_groups[0]["lr"], **means}
+            if (isinstance(stage, AutoencoderStage) and self.validation_x is not None
+                    and self.model.combo.no_density is None):
+                record["validation_elbo"] = self.validation_elbo(epoch + 1)
+                stage.train_mode()
+            self.log(record)
             if epoch + 1 == epochs:
                 stage.finish()
             if epoch + 1 == epochs or time.perf_counter() - self.saved_at >= cfg.checkpoint_every:
                 self.save(index, epoch + 1, optimizers)
         bar.close()
+
+    @torch.no_grad()
+    def validation_elbo(self, epoch: int) -> float:
+        """The mean negative ELBO per validation image (nats; lower is better) of the model after
+        autoencoder epoch ``epoch`` (counted from 1): one posterior draw per image, reduced as the
+        evaluator's test ELBO (``negative_elbo``), in eval mode on the stream ``(seed,
+        "validation", epoch)``, so training's random state is untouched. Leaves the model in eval
+        mode. Every rank scores every image, so every rank gets the same value."""
+        self.model.eval()
+        x, labels = self.validation_x, self.validation_labels
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        with distributed.seeded(self.config.seed, "validation", epoch):
+            for c in range(0, x.shape[0], VALIDATION_CHUNK):
+                part = None if labels is None else labels[c:c + VALIDATION_CHUNK]
+                total += negative_elbo(self.model(self.data.batch(x[c:c + VALIDATION_CHUNK], part, train=False))).sum()
+        return float(total) / x.shape[0]
+
+    def rank_rng(self, saved: dict | list) -> dict:
+        """This rank's random state in a checkpoint of an epoch stopped part-way: one state for
+        one process, one per rank for several, so it resumes on as many ranks as it stopped."""
+        states = saved if isinstance(saved, list) else [saved]
+        if len(states) != self.world.size:
+            raise UsageError(f"--resume: {self.path} stopped part-way through an epoch on {len(states)} process(es); "
+                             f"resume it on {len(states)} (or drop --resume)")
+        return states[self.world.rank]
 
     def my_part(self, batch: Tensor) -> tuple[Tensor, float]:
         """This rank's share of a global batch of indices, and the weight that makes the

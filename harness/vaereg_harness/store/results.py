@@ -35,6 +35,7 @@ from vaereg import VaeregError
 from vaereg.metrics import Column
 from vaereg.registry import PluginLoadWarning, get_registry
 from vaereg_harness.metrics import DEFAULTS
+from vaereg_harness.run.config import HOW_IT_RUNS
 from vaereg_harness.store.files import atomic_write
 
 SCHEMA_VERSION = 7  # 5: metric columns come from the registered metrics' declarations; 6: nll_note;
@@ -280,8 +281,9 @@ def with_paths(table: pa.Table, directory: Path, written_under: int) -> pa.Table
 def recorded(directory: Path, config_hash: str, config: str) -> dict[str, Any] | None:
     """The row ``directory`` already holds of this run (the same training settings and the same
     resolved configuration), as column -> value, or None. A row from before configurations
-    recorded their metrics (and their options) ran the defaults."""
-    wanted = json.loads(config)
+    recorded their metrics (and their options) ran the defaults. How a run ran (its threads, how
+    often it checkpointed) does not tell runs apart."""
+    wanted = comparable(json.loads(config))
     for r in read_results(directory, on_skip=lambda *_: None).to_pylist():
         if r["config_hash"] != config_hash or r["status"] != "ok":
             continue
@@ -289,6 +291,17 @@ def recorded(directory: Path, config_hash: str, config: str) -> dict[str, Any] |
             stored = json.loads(r["config"])
         except ValueError:
             continue
-        if isinstance(stored, dict) and {"metrics": list(DEFAULTS), "metric_options": {}, **stored} == wanted:
+        if not isinstance(stored, dict):
+            continue
+        if comparable({"metrics": list(DEFAULTS), "metric_options": {}, **stored}) == wanted:
             return r
     return None
+
+
+def comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's recorded configuration without the training options that change how it runs, not
+    what it computes."""
+    train = config.get("train")
+    if not isinstance(train, dict):
+        return config
+    return {**config, "train": {k: v for k, v in train.items() if k not in HOW_IT_RUNS}}
