@@ -15,7 +15,7 @@ import click
 from vaereg import UsageError
 from vaereg_harness.cli.app import main
 from vaereg_harness.cli.options import UserPath
-from vaereg_harness.cluster.sweep import EXECUTORS
+from vaereg_harness.cluster import EXECUTORS
 
 
 def needs_cluster_extra() -> None:
@@ -180,7 +180,7 @@ def search_command(config_file, executor, parallel, wait):
             (planned,) = plan_points([search.point_of(base, trial.params)], main)
             trial.set_user_attr("run_key", planned.key)
             trial.set_user_attr("run_dir", str(planned.folder))
-            ref = trials.TrialRef(spec.storage, spec.study, trial._trial_id, trial.number)
+            ref = trials.TrialRef(spec.storage, spec.study, trial._trial_id, trial.number, spec.pruner)
             args = planned.args if threads is None else [*planned.args, "--threads", str(threads)]
             job = search.TrialJob(planned, args, state_file(sweep_dir, planned), ref, spec.options.metric)
             write_state(state_file(sweep_dir, planned), state="submitted", executor=executor,

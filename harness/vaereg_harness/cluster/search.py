@@ -35,6 +35,7 @@ from vaereg_harness.cluster.jobs import PointJob
 from vaereg_harness.cluster.sweep import Planned, Point
 from vaereg_harness.store.leaderboard import sortable
 from vaereg_harness.store.results import recorded
+from vaereg_harness.store.studies import studies_file
 
 
 @dataclass
@@ -63,6 +64,10 @@ class Search:
     storage: str
     study: str
 
+    @property
+    def pruner(self) -> tuple[str, int, int]:
+        return self.options.pruner, self.options.startup_trials, self.options.warmup_epochs
+
 
 def read_search(path: Path, table: dict[str, Any], results: Path, has_validation: bool) -> Search:
     """The file's ``[search]`` table, checked: its options, its space, the metric's direction."""
@@ -78,7 +83,7 @@ def read_search(path: Path, table: dict[str, Any], results: Path, has_validation
     if options.pruner != "none" and not has_validation:
         raise UsageError(f"{where}: pruning needs a validation split to score each epoch: give validation_images = N "
                          f"(images held out of the training split), or pruner = \"none\"")
-    storage = options.storage or f"sqlite:///{results.resolve().with_name(results.name + '-studies.db')}"
+    storage = options.storage or f"sqlite:///{studies_file(results)}"
     return Search(options, space, "maximize" if column.higher_is_better else "minimize", storage,
                   options.study or path.stem)
 
@@ -94,7 +99,7 @@ def read_space(where: str, table: Any) -> dict[str, BaseDistribution]:
     def visit(prefix: str, entries: dict[str, Any]) -> None:
         for key, value in entries.items():
             name = f"{prefix}{key}"
-            if isinstance(value, dict) and not {"low", "high", "choices"} & set(value):
+            if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
                 visit(f"{name}.", value)
             else:
                 space[name] = distribution(where, name, value)
@@ -157,12 +162,10 @@ def open_study(search: Search) -> optuna.Study:
     """The study (made if new). Its sampler's seed moves on by the trials it already holds, so a
     rerun asks for new points rather than the first run's again."""
     options = search.options
-    pruner = (optuna.pruners.NopPruner() if options.pruner == "none" else
-              optuna.pruners.MedianPruner(n_startup_trials=options.startup_trials,
-                                          n_warmup_steps=options.warmup_epochs))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=search.study, storage=search.storage, direction=search.direction,
-                                pruner=pruner, load_if_exists=True)
+                                pruner=trials.make_pruner(*search.pruner), load_if_exists=True)
+    study.set_user_attr("metric", options.metric)  # for the report: what each trial's value is
     seed = options.seed + len(study.get_trials(deepcopy=False))
     study.sampler = (optuna.samplers.TPESampler(seed=seed) if options.sampler == "tpe"
                      else optuna.samplers.RandomSampler(seed=seed))

@@ -24,8 +24,8 @@ import click
 
 from vaereg import UsageError
 from vaereg_harness.cli import experiment
+from vaereg_harness.cluster import EXECUTORS
 
-EXECUTORS = ("local", "slurm")
 AXES_ALWAYS = {"combos", "seeds"}  # repeatable options whose lists sweep (the others are one run's list)
 
 

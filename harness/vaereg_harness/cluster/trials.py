@@ -17,12 +17,25 @@ from vaereg_harness.logs import Logger, Record
 
 @dataclass(frozen=True)
 class TrialRef:
-    """Where a trial lives: its study's ``storage`` URL and ``study`` name, and its id and number."""
+    """Where a trial lives: its study's ``storage`` URL and ``study`` name, its id and number,
+    and the study's pruner (Optuna does not store it): ``"median"`` with its startup trials and
+    warm-up epochs, or ``"none"``."""
 
     storage: str
     study: str
     trial_id: int
     number: int
+    pruner: tuple[str, int, int] = ("none", 0, 0)
+
+
+def make_pruner(kind: str, startup_trials: int, warmup_epochs: int) -> Any:
+    """Optuna's pruner of that kind: ``MedianPruner`` (prune a trial whose best value so far is
+    worse than the median of finished trials' at the same epoch) or none."""
+    import optuna
+
+    if kind == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_epochs)
 
 
 #: The trial this process runs (set by the search's job before its run starts), or None.
@@ -44,7 +57,8 @@ class TrialReporter(Logger):
         import optuna
 
         self.ref = current
-        self.study = optuna.load_study(study_name=current.study, storage=current.storage)
+        self.study = optuna.load_study(study_name=current.study, storage=current.storage,
+                                       pruner=make_pruner(*current.pruner))
         self.trial = optuna.trial.Trial(self.study, current.trial_id)
 
     def log(self, record: Record, samples: Callable[[], Tensor]) -> None:

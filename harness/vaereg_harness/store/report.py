@@ -2,8 +2,10 @@
 and the run folders its rows name. Per data set: a leaderboard sortable by any column, NLL
 against FID, the training curves of the metrics logs, and the sample and reconstruction grids
 side by side. The leaderboard's columns are ``vaereg results``' (``vaereg_harness.store.leaderboard``),
-plugin metrics' included. Figures are drawn with matplotlib; the page embeds every image, so it opens from
-disk with no server, and ``report.md`` links the same images from ``figures/``."""
+plugin metrics' included. Where ``vaereg search`` keeps Optuna studies beside the results store,
+each study follows (``vaereg_harness.store.studies``). Figures are drawn with matplotlib; the page
+embeds every image, so it opens from disk with no server, and ``report.md`` links the same images
+from ``figures/``."""
 
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ import html
 import json
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
@@ -25,6 +27,9 @@ from vaereg_harness.data import safe_name
 from vaereg_harness.store.files import atomic_write, make_folder
 from vaereg_harness.store.leaderboard import Shown, table_columns
 from vaereg_harness.store.results import read_results
+
+if TYPE_CHECKING:
+    from vaereg_harness.store.studies import StudyPart
 
 GRIDS = [("samples_png", "samples (sampled pixels)"), ("samples_mean_png", "samples (likelihood mean)"),
          ("reconstructions_png", "reconstructions, likelihood mean (originals above)"),
@@ -251,7 +256,32 @@ def sort_value(row: dict[str, Any], column: str) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
-def render_html(title: str, parts: list[Section]) -> str:
+def figure_html(image: Image) -> str:
+    e = html.escape
+    return f"<figure><img src='{data_uri(image.path)}' alt='{e(image.caption)}'><figcaption>{e(image.caption)}" \
+           "</figcaption></figure>"
+
+
+def studies_html(studies: Sequence[StudyPart]) -> list[str]:
+    """Each study's part of the page: its summary and notes, its trials' sortable table and its figures."""
+    e = html.escape
+    out = []
+    for s in studies:
+        out.append(f"<h2>Study {e(s.name)}</h2><p>{e(s.summary)}</p>")
+        out += [f"<p class='note'>{e(note)}</p>" for note in s.notes]
+        if s.headings:
+            out.append("<table class='board'><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in s.headings)
+                       + "</tr></thead><tbody>")
+            out += ["<tr>" + "".join(f"<td data-v='{e(c.sort)}'>{e(c.text)}</td>" for c in row) + "</tr>"
+                    for row in s.rows]
+            out.append("</tbody></table>")
+        out += [figure_html(image) for image in s.plots]
+    return out
+
+
+def render_html(title: str, parts: list[Section], studies: Sequence[StudyPart] = (), notes: Sequence[str] = ()
+                ) -> str:
+    """The page: each data set's section, then each study's; ``notes``: lines on the studies file."""
     e = html.escape
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{STYLE}</style>"
            f"</head><body><h1>{e(title)}</h1>"]
@@ -265,16 +295,15 @@ def render_html(title: str, parts: list[Section]) -> str:
             out.append("<tr>" + "".join(f"<td data-v='{e(sort_value(r, c.name))}'>{e(c.cell(r))}</td>"
                                         for c in s.columns) + "</tr>")
         out.append("</tbody></table>")
-        for image in s.plots:
-            out.append(f"<figure><img src='{data_uri(image.path)}' alt='{e(image.caption)}'>"
-                       f"<figcaption>{e(image.caption)}</figcaption></figure>")
+        out += [figure_html(image) for image in s.plots]
         if s.grids:
             out.append("<h3>Samples and reconstructions</h3>")
         for label, images in s.grids:
             out.append(f"<h4>{e(label)}</h4><div>")
-            out += [f"<figure><img src='{data_uri(i.path)}' alt='{e(i.caption)}'><figcaption>{e(i.caption)}"
-                    "</figcaption></figure>" for i in images]
+            out += [figure_html(i) for i in images]
             out.append("</div>")
+    out += studies_html(studies)
+    out += [f"<p class='note'>{e(note)}</p>" for note in notes]
     out.append(f"<script>{SORT_SCRIPT}</script></body></html>")
     return "\n".join(out)
 
@@ -289,7 +318,9 @@ def md(text: str) -> str:
     return MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(" ".join(str(text).splitlines()), quote=False))
 
 
-def render_markdown(title: str, parts: list[Section], root: Path) -> str:
+def render_markdown(title: str, parts: list[Section], root: Path, studies: Sequence[StudyPart] = (),
+                    notes: Sequence[str] = ()) -> str:
+    """``render_html``'s twin, linking the figures under ``root``."""
     def link(i: Image) -> str:
         return f"![{md(i.caption)}]({i.path.relative_to(root).as_posix()})"
 
@@ -306,12 +337,21 @@ def render_markdown(title: str, parts: list[Section], root: Path) -> str:
             out.append(f"\n#### {md(label)}\n")
             out.append(" ".join(link(i) for i in images))
             out.append("\n" + " · ".join(md(i.caption) for i in images))
+    for s in studies:
+        out.append(f"\n## Study {md(s.name)}\n\n{md(s.summary)}\n")
+        out += [f"{md(note)}\n" for note in s.notes]
+        if s.headings:
+            out += ["| " + " | ".join(md(h) for h in s.headings) + " |", "|" + "---|" * len(s.headings)]
+            out += ["| " + " | ".join(md(c.text) for c in row) + " |" for row in s.rows]
+        out += [f"\n{link(i)}\n\n*{md(i.caption)}*" for i in s.plots]
+    out += [f"\n{md(note)}" for note in notes]
     return "\n".join(out) + "\n"
 
 
 def write_report(results: Path, out: Path, title: str = "vaereg report",
                  on_skip: Callable[[Path, str], None] | None = None) -> tuple[Path, Path]:
-    """Write ``out/index.html`` and ``out/report.md`` (figures in ``out/figures``); unreadable
+    """Write ``out/index.html`` and ``out/report.md`` (figures in ``out/figures``), with a part per
+    Optuna study of ``vaereg search`` where its studies file is beside ``results``; unreadable
     results files are skipped and reported to ``on_skip``."""
     rows = read_results(results, on_skip).to_pylist()
     if not rows:
@@ -322,7 +362,11 @@ def write_report(results: Path, out: Path, title: str = "vaereg report",
     figures = out / "figures"
     figures.mkdir(exist_ok=True)
     parts = sections(rows, figures)
-    page = atomic_write(out / "index.html", lambda tmp: tmp.write_text(render_html(title, parts), encoding="utf-8"))
-    twin = atomic_write(out / "report.md",
-                        lambda tmp: tmp.write_text(render_markdown(title, parts, out), encoding="utf-8"))
+    from vaereg_harness.store.studies import read_studies  # it draws with this module's helpers
+
+    studies, notes = read_studies(results, rows, figures)
+    page = atomic_write(out / "index.html",
+                        lambda tmp: tmp.write_text(render_html(title, parts, studies, notes), encoding="utf-8"))
+    markdown = render_markdown(title, parts, out, studies, notes)
+    twin = atomic_write(out / "report.md", lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
     return page, twin
