@@ -94,7 +94,16 @@ def base(command: str, checkpoint: str) -> list[str]:
     fast = ["--combo", "gaussian-mlp", *FAST, "--set", "encoder.width=4", "--set", "decoder.width=4"]
     return {"eval": ["eval", *fast, *EVAL], "train": ["train", *fast],
             "sample": ["sample", checkpoint, "-n", "4", "-o", "fuzz.png"], "plugins": ["plugins"],
-            "results": ["results"], "report": ["report"], "check-plugin": ["check-plugin", "loggers"]}[command]
+            "results": ["results"], "report": ["report"], "check-plugin": ["check-plugin", "loggers"],
+            "sweep": ["sweep", "--config", SWEEP, "--dry-run"], "status": ["status", "--config", SWEEP],
+            "search": ["search", "--config", SEARCH, "--dry-run"]}[command]
+
+
+SWEEP, SEARCH = "sweep.toml", "search.toml"  # valid files the sweep and search cases spoil options of
+SWEEP_TEXT = ('combo = "gaussian-mlp"\nepochs = 1\nfid = false\niw_samples = 2\neval_images = 16\nlr = [1e-3, 2e-3]\n'
+              '[set.encoder]\nwidth = 4\n[set.decoder]\nwidth = 4\n')
+SEARCH_TEXT = SWEEP_TEXT.replace("lr = [1e-3, 2e-3]\n", "") + (
+    '[search]\ntrials = 1\npruner = "none"\n[search.space]\nlr = { low = 1e-4, high = 1e-2 }\n')
 
 
 def option_cases(checkpoint: str) -> tuple[list[list[str]], dict[str, list[click.Option]]]:
@@ -341,6 +350,8 @@ def main_() -> None:
     args = parser.parse_args()
     workdir = args.workdir.resolve()
     image_folder(workdir / FOLDER)
+    (workdir / SWEEP).write_text(SWEEP_TEXT)
+    (workdir / SEARCH).write_text(SEARCH_TEXT)
     all_cases = cases(args.cases, args.seed, args.checkpoint, workdir)
     if args.sample is not None:
         all_cases = random.Random(args.seed).sample(all_cases, min(args.sample, len(all_cases)))

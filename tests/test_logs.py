@@ -76,7 +76,7 @@ def test_a_third_party_tracker_receives_every_epoch(tmp_path):
     got = records(run_folder(tmp_path, "vaereg-runs", "digits-gaussian-mlp-seed0") / "recorded.jsonl")
     assert [r["epoch"] for r in got] == [1, 2, 3] and all(r["sample_shape"] == [16, 1, 8, 8] for r in got)
     proc = vaereg_cli("train", "--combo", "gaussian-mlp", "--log", "nope", cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "unknown logger 'nope' for --log; known loggers: tensorboard" in proc.stderr
+    assert proc.returncode == 2 and "unknown logger 'nope' for --log; known loggers: optuna, tensorboard" in proc.stderr
 
 
 def test_tensorboard_holds_the_loss_of_every_epoch_and_logging_changes_no_weight(tmp_path):

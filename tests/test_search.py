@@ -29,16 +29,20 @@ def load(tmp_path: Path, name: str = "search") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
+#: The issue's search: 6 trials over lr and latent size on digits (test_slurm runs it on Slurm).
+SIX_TRIALS = """
+epochs = 2
+[search]
+trials = 6
+pruner = "none"
+[search.space]
+lr = { low = 1e-4, high = 1e-2, log = true }
+"set.encoder.latent_dim" = { choices = [2, 4, 8] }
+"""
+
+
 def test_six_trials_over_lr_and_latent_size_write_six_rows_and_a_study_optuna_loads(tmp_path):
-    path = search_file(tmp_path, """
-        epochs = 2
-        [search]
-        trials = 6
-        pruner = "none"
-        [search.space]
-        lr = { low = 1e-4, high = 1e-2, log = true }
-        "set.encoder.latent_dim" = { choices = [2, 4, 8] }
-    """)
+    path = search_file(tmp_path, SIX_TRIALS)
     proc = vaereg_cli("search", "--config", str(path), "--parallel", "2", cwd=tmp_path)
     study = load(tmp_path)
     assert study.direction == optuna.study.StudyDirection.MINIMIZE  # nll_nats: lower is better
@@ -57,6 +61,10 @@ def test_six_trials_over_lr_and_latent_size_write_six_rows_and_a_study_optuna_lo
     assert f"* best: trial {best.number}" in proc.stdout
     again = vaereg_cli("search", "--config", str(path), cwd=tmp_path)
     assert "6 trial(s) finished, 0 to run" in again.stderr and len(load(tmp_path).trials) == 6
+    status = vaereg_cli("status", "--config", str(path), cwd=tmp_path).stdout
+    assert f"* best: trial {best.number}" in status and status.count(" complete ") == 6
+    dry = vaereg_cli("search", "--config", str(path), "--dry-run", cwd=tmp_path)
+    assert "minimize nll_nats over lr, set.encoder.latent_dim" in dry.stderr and len(load(tmp_path).trials) == 6
 
 
 def test_a_trial_worse_than_the_median_at_an_epoch_is_pruned_and_writes_no_row(tmp_path):
@@ -137,6 +145,8 @@ def test_the_optuna_tracker_outside_a_search_is_one_line(tmp_path):
      "is not a score with a direction"),
     ('[search]\n[search.space]\nlr = { low = 1e-4, high = 1e-2 }\n', "pruning needs a validation split"),
     ('lr = [1e-3, 2e-3]\n[search]\n[search.space]\nepochs = { low = 1, high = 2 }\n', "put the ranges to search"),
+    ('validation_images = 100\nexecutor = "slurm"\n[slurm]\ntasks_per_node = 2\n[search]\n[search.space]\n'
+     'lr = { low = 1e-4, high = 1e-2 }\n', "a trial of several processes cannot be pruned yet"),
 ])
 def test_a_bad_search_is_one_line_before_any_trial(tmp_path, body, message):
     proc = vaereg_cli("search", "--config", str(search_file(tmp_path, "epochs = 1\n" + body)), cwd=tmp_path,

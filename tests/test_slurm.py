@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import vaereg_cli
 from tests.test_distributed import torchrun
+from tests.test_search import SIX_TRIALS
 from vaereg_harness.store.results import read_results
 from vaereg_harness.store.studies import studies_file
 
@@ -161,18 +162,7 @@ def test_slurms_advance_notice_checkpoints_then_submitit_requeues_and_the_run_re
 
 
 def test_a_search_on_slurm_runs_its_trials_as_an_array_and_optuna_loads_the_study(tmp_path):
-    path = experiment(tmp_path, """
-        combo = "gaussian"
-        epochs = 2
-        eval_images = 40
-        batch_size = 128
-        [search]
-        trials = 6
-        pruner = "none"
-        [search.space]
-        lr = { low = 1e-4, high = 1e-2, log = true }
-        "set.encoder.latent_dim" = { choices = [2, 4, 8] }
-    """)
+    path = experiment(tmp_path, 'combo = "gaussian"\neval_images = 40\nbatch_size = 128\n' + SIX_TRIALS)
     proc = vaereg_cli("search", "--config", str(path), "--wait", cwd=tmp_path)
     assert "submitted 6 trial(s) as a Slurm job array" in proc.stderr
     study = optuna.load_study(study_name="exp", storage=f"sqlite:///{studies_file(tmp_path / 'vaereg-results')}")

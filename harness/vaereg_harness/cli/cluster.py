@@ -4,6 +4,7 @@ an executor (this machine, or a Slurm array), their states, and Optuna studies o
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import socket
 import sys
@@ -55,13 +56,26 @@ def status_table(statuses) -> str:
                      for r in rows)
 
 
+def executor_options(what: str):
+    """``--executor``, ``--parallel`` and ``--wait`` for the commands that run ``what`` (points, trials)."""
+    def decorate(command):
+        for option in reversed([
+            click.option("--executor", type=click.Choice(EXECUTORS), default=None,
+                         help=f"Where the {what} run [the file's executor, else local]."),
+            click.option("--parallel", type=click.IntRange(min=1), default=None,
+                         help=f"local: {what} run at once, the cores divided among them "
+                              f"[the file's parallel, else 1]."),
+            click.option("--wait", is_flag=True, help=f"slurm: wait for every one of the {what} to end and show how "
+                                                      f"each ended."),
+        ]):
+            command = option(command)
+        return command
+    return decorate
+
+
 @main.command("sweep")
 @config_option
-@click.option("--executor", type=click.Choice(EXECUTORS), default=None,
-              help="Where the points run [the file's executor, else local].")
-@click.option("--parallel", type=click.IntRange(min=1), default=None,
-              help="local: points run at once, the cores divided among them [the file's parallel, else 1].")
-@click.option("--wait", is_flag=True, help="slurm: wait for every point to end and show how each ended.")
+@executor_options("points")
 @click.option("--dry-run", is_flag=True, help="Plan and show every point and its state; submit nothing.")
 @max_runs_option
 def sweep_command(config_file, executor, parallel, wait, dry_run, max_runs):
@@ -128,21 +142,46 @@ def status_command(config_file, max_runs):
     needs_cluster_extra()
     from vaereg_harness.cluster.status import status
 
-    _, planned, sweep_dir = read_planned(config_file, max_runs)
+    sweep, planned, sweep_dir = read_planned(config_file, max_runs)
+    if sweep.search:  # a search file: its study's trials, and each trial's point
+        search_status(config_file, sweep, planned[0].results, sweep_dir)
+        return
     statuses = [status(p, sweep_dir) for p in planned]
     click.echo(status_table(statuses))
     counts = {state: sum(s.state == state for s in statuses) for state in ("done", "running", "pending", "failed")}
     click.echo(", ".join(f"{n} {state}" for state, n in counts.items()), err=True)
 
 
+def search_status(config_file: Path, sweep, results: Path, sweep_dir: Path) -> None:
+    """``vaereg status`` of a search file: the study's trials, and the state of each trial's run."""
+    import optuna
+
+    from vaereg_harness.cluster.jobs import read_state
+    from vaereg_harness.cluster.search import read_search
+    from vaereg_harness.store.studies import studies_file
+
+    spec = read_search(config_file, sweep.search, results, True)
+    if not spec.options.storage and not studies_file(results).exists():
+        click.echo(f"study {spec.study!r}: no trial yet (run vaereg search --config {config_file})", err=True)
+        return
+    try:
+        study = optuna.load_study(study_name=spec.study, storage=spec.storage)
+    except KeyError:
+        click.echo(f"study {spec.study!r}: no trial yet (run vaereg search --config {config_file})", err=True)
+        return
+    click.echo(study_table(study, spec.options.metric))
+    for trial in study.get_trials(deepcopy=False):
+        state = read_state(sweep_dir / "points" / f"{trial.user_attrs.get('run_key')}.json") or {}
+        if state.get("state") in ("failed", "stopped"):
+            click.echo(f"trial {trial.number}: {state.get('message', '')}; log: {state.get('log')}", err=True)
+
+
 @main.command("search")
 @config_option
-@click.option("--executor", type=click.Choice(EXECUTORS), default=None,
-              help="Where the trials run [the file's executor, else local].")
-@click.option("--parallel", type=click.IntRange(min=1), default=None,
-              help="local: trials run at once, the cores divided among them [the file's parallel, else 1].")
-@click.option("--wait", is_flag=True, help="slurm: wait for every trial to end and show the study.")
-def search_command(config_file, executor, parallel, wait):
+@executor_options("trials")
+@click.option("--dry-run", is_flag=True, help="Check the file and every end of its ranges, show the study so far; "
+                                              "run no trial.")
+def search_command(config_file, executor, parallel, wait, dry_run):
     """Run an Optuna study over the ranges in the experiment file's [search.space]: each trial
     one run (through the same executors as vaereg sweep), scored by its row's [search] metric in
     the direction the metric declares, pruned on its per-epoch validation ELBO. The study is
@@ -153,22 +192,34 @@ def search_command(config_file, executor, parallel, wait):
     from vaereg_harness.cluster import executors, search, trials
     from vaereg_harness.cluster.jobs import write_state
     from vaereg_harness.cluster.status import state_file
-    from vaereg_harness.cluster.sweep import plan_points, read
+    from vaereg_harness.cluster.sweep import plan_points, read, results_of
+    from vaereg_harness.store.studies import studies_file
 
     sweep = read(config_file, main.commands["eval"], max_runs=1_000_000)
     if len(sweep.points) > 1:
         raise UsageError(f"--config {config_file}: a search gives each option one value ({sweep.points[1].label} is "
                          f"a list); put the ranges to search in [search.space]")
-    executors.slurm_options(sweep.slurm, f"--config {config_file}")
+    slurm, _ = executors.slurm_options(sweep.slurm, f"--config {config_file}")
     (base,) = sweep.points
-    corners = plan_points(search.corners(base, search.read_search(config_file, sweep.search, Path("."), True).space),
-                          main)
+    executor = executor or sweep.executor or "local"
+    spec = search.read_search(config_file, sweep.search, results_of(base, main.commands["eval"]),
+                              "validation_images" in base.values)
+    if executor == "slurm" and slurm.nodes * slurm.tasks_per_node > 1 and spec.options.pruner != "none":
+        raise UsageError(f"--config {config_file}: a trial of several processes cannot be pruned yet (rank 0 alone "
+                         f"sees the pruner); set pruner = \"none\" in [search], or one task per trial")
+    corners = plan_points(search.corners(base, spec.space), main)
     results, sweep_dir = corners[0].results, corners[0].folder.parent / "sweeps" / sweep.name
-    spec = search.read_search(config_file, sweep.search, results, "validation_images" in base.values)
+    if dry_run:
+        click.echo(f"{spec.direction} {spec.options.metric} over {', '.join(spec.space)}; study {spec.study!r} in "
+                   f"{spec.storage}", err=True)
+        if studies_file(results).exists() or spec.options.storage:
+            with contextlib.suppress(KeyError):  # no such study yet
+                click.echo(study_table(optuna.load_study(study_name=spec.study, storage=spec.storage),
+                                       spec.options.metric))
+        return
     study = search.open_study(spec)
     finished = sum(t.state in search.FINISHED for t in study.get_trials(deepcopy=False))
     wanted = max(spec.options.trials - finished, 0)
-    executor = executor or sweep.executor or "local"
     parallel = parallel or sweep.parallel or 1
     threads = None if executor == "slurm" or "threads" in base.values else executors.threads_per_point(parallel)
     click.echo(f"study {spec.study!r} in {spec.storage}: {finished} trial(s) finished, {wanted} to run ({executor}); "

@@ -193,7 +193,6 @@ def plan_points(points: list[Point], group: click.Group) -> list[Planned]:
     checked and each combo resolved and probed, as the run itself will. A point that cannot
     run is a usage error naming it."""
     command = group.commands["eval"]
-    results_default = next(p.default for p in command.params if p.name == "results")
     planned = []
     for point in points:
         args = point.args(command)
@@ -203,6 +202,12 @@ def plan_points(points: list[Point], group: click.Group) -> list[Planned]:
         except click.ClickException as exc:
             raise UsageError(f"sweep point {point.label}: {exc.format_message()}") from None
         (run,) = runs
-        results = Path(point.values.get("results", results_default))
-        planned.append(Planned(point, args, run.key, run.folder, results, json.dumps(run.describe())))
+        planned.append(Planned(point, args, run.key, run.folder, results_of(point, command),
+                               json.dumps(run.describe())))
     return planned
+
+
+def results_of(point: Point, command: click.Command) -> Path:
+    """The results store a point's row goes to."""
+    default = next(p.default for p in command.params if p.name == "results")
+    return Path(point.values.get("results", default))
