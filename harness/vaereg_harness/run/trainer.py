@@ -235,6 +235,7 @@ class Trainer:
                 totals = {k: v.to(self.device) for k, v in within["totals"].items()}
                 first, began = within["step"], began - within["seconds"]
                 bar.update(first)
+            vote = distributed.StopVote()  # under torchrun every rank stops at the same step
             with signals.held:  # a signal waits for the step in flight, then the epoch so far is saved
                 for i in range(first, batches):
                     idx, weight = self.my_part(order[i * bs:(i + 1) * bs])
@@ -246,11 +247,12 @@ class Trainer:
                     for key, value in stats.items():  # accumulated on the device: no sync per step
                         totals[key] = totals.get(key, 0) + value.float() * idx.shape[0] * (weight > 0)
                     bar.update()
-                    signum = distributed.any_signal(signals.pending())  # every rank stops at the same step
+                    signum = vote.after_step(signals.pending())
                     if signum is not None:
                         bar.close()
                         raise self.stop(signum, index, epoch, optimizers, i + 1, order, totals,
                                         time.perf_counter() - began)
+                late = vote.finish(signals.pending())  # held since the last step's vote: stop once the epoch is saved
             names = sorted(totals)  # one sync per epoch (and one reduction over the ranks)
             sums = collective.all_sum(torch.stack([totals[k] for k in names]).double())
             means = dict(zip(names, (sums / n).tolist(), strict=True))
@@ -276,8 +278,11 @@ class Trainer:
             self.log(record)
             if epoch + 1 == epochs:
                 stage.finish()
-            if epoch + 1 == epochs or time.perf_counter() - self.saved_at >= cfg.checkpoint_every:
+            if late is not None or epoch + 1 == epochs or time.perf_counter() - self.saved_at >= cfg.checkpoint_every:
                 self.save(index, epoch + 1, optimizers)
+            if late is not None:
+                bar.close()
+                raise signals.Stopped(late, signals.last_saved())
         bar.close()
 
     @torch.no_grad()
