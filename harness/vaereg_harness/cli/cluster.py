@@ -46,7 +46,7 @@ def read_planned(config_file: Path, max_runs: int):
     sweep = read(config_file, main.commands["eval"], max_runs=max_runs)
     slurm_options(sweep.slurm, f"--config {config_file}")
     planned = plan_points(sweep.points, main)
-    return sweep, planned, planned[0].folder.parent / "sweeps" / sweep.name
+    return sweep, planned, sweep.folder(planned[0])
 
 
 def status_table(statuses) -> str:
@@ -86,15 +86,15 @@ def sweep_command(config_file, executor, parallel, wait, dry_run, max_runs):
     needs_cluster_extra()
     from vaereg_harness.cluster import executors
     from vaereg_harness.cluster.jobs import PointJob, write_state
-    from vaereg_harness.cluster.status import state_file, status
+    from vaereg_harness.cluster.status import state_file, status, statuses
 
     sweep, planned, sweep_dir = read_planned(config_file, max_runs)
     executor = executor or sweep.executor or "local"
-    todo = [p for p in planned if status(p, sweep_dir).state != "done"]
+    todo = [p for p, s in zip(planned, statuses(planned, sweep_dir), strict=True) if s.state != "done"]
     click.echo(f"{len(planned)} point(s) in {config_file}: {len(planned) - len(todo)} already recorded, "
                f"{len(todo)} to run ({executor})", err=True)
     if dry_run or not todo:
-        click.echo(status_table([status(p, sweep_dir) for p in planned]))
+        click.echo(status_table(statuses(planned, sweep_dir)))
         return
     if executor == "slurm":
         options, extra = executors.slurm_options(sweep.slurm, f"--config {config_file}")
@@ -124,11 +124,11 @@ def sweep_command(config_file, executor, parallel, wait, dry_run, max_runs):
             ended = status(todo[index], sweep_dir)
             where = f"; log: {ended.log}" if ended.state == "failed" and ended.log else ""
             click.echo(f"{ended.state}: {ended.label} ({ended.detail}){where}", err=True)
-    statuses = [status(p, sweep_dir) for p in planned]
-    click.echo(status_table(statuses))
-    failed = sum(s.state == "failed" for s in statuses)
+    states = statuses(planned, sweep_dir)
+    click.echo(status_table(states))
+    failed = sum(s.state == "failed" for s in states)
     if failed:
-        click.echo(f"Error: {failed} of {len(statuses)} point(s) failed; each failed point's log is listed above; "
+        click.echo(f"Error: {failed} of {len(states)} point(s) failed; each failed point's log is listed above; "
                    f"run the same command again to retry them (finished points are not run again)", err=True)
         sys.exit(1)
 
@@ -140,15 +140,15 @@ def status_command(config_file, max_runs):
     """Show each point of an experiment file's sweep: pending, running, done or failed (with
     its log)."""
     needs_cluster_extra()
-    from vaereg_harness.cluster.status import status
+    from vaereg_harness.cluster.status import statuses
 
     sweep, planned, sweep_dir = read_planned(config_file, max_runs)
     if sweep.search:  # a search file: its study's trials, and each trial's point
         search_status(config_file, sweep, planned[0].results, sweep_dir)
         return
-    statuses = [status(p, sweep_dir) for p in planned]
-    click.echo(status_table(statuses))
-    counts = {state: sum(s.state == state for s in statuses) for state in ("done", "running", "pending", "failed")}
+    states = statuses(planned, sweep_dir)
+    click.echo(status_table(states))
+    counts = {state: sum(s.state == state for s in states) for state in ("done", "running", "pending", "failed")}
     click.echo(", ".join(f"{n} {state}" for state, n in counts.items()), err=True)
 
 
@@ -208,7 +208,7 @@ def search_command(config_file, executor, parallel, wait, dry_run):
         raise UsageError(f"--config {config_file}: a trial of several processes cannot be pruned yet (rank 0 alone "
                          f"sees the pruner); set pruner = \"none\" in [search], or one task per trial")
     corners = plan_points(search.corners(base, spec.space), main)
-    results, sweep_dir = corners[0].results, corners[0].folder.parent / "sweeps" / sweep.name
+    results, sweep_dir = corners[0].results, sweep.folder(corners[0])
     if dry_run:
         click.echo(f"{spec.direction} {spec.options.metric} over {', '.join(spec.space)}; study {spec.study!r} in "
                    f"{spec.storage}", err=True)

@@ -14,7 +14,7 @@ import submitit
 
 from vaereg_harness.cluster.jobs import read_state
 from vaereg_harness.cluster.sweep import Planned
-from vaereg_harness.store.results import recorded
+from vaereg_harness.store.results import read_results, recorded
 
 ALIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED", "REQUEUE_HOLD",
          "REQUEUE_FED"}
@@ -32,9 +32,16 @@ def state_file(sweep_dir: Path, planned: Planned) -> Path:
     return sweep_dir / "points" / f"{planned.key}.json"
 
 
-def status(planned: Planned, sweep_dir: Path) -> PointStatus:
+def statuses(planned: list[Planned], sweep_dir: Path) -> list[PointStatus]:
+    """Every point's state, each results store read once."""
+    stores = {p.results: read_results(p.results, on_skip=lambda *_: None).to_pylist() for p in planned}
+    return [status(p, sweep_dir, stores[p.results]) for p in planned]
+
+
+def status(planned: Planned, sweep_dir: Path, rows: list[dict] | None = None) -> PointStatus:
+    """One point's state (``rows``: its results store's, if read already)."""
     label = planned.point.label
-    row = recorded(planned.results, planned.key, planned.description)
+    row = recorded(planned.results, planned.key, planned.description, rows)
     if row is not None:
         return PointStatus(label, "done", f"row in {planned.results}/", None)
     state = read_state(state_file(sweep_dir, planned))

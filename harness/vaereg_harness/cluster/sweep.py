@@ -84,6 +84,11 @@ class SweepFile:
     def name(self) -> str:
         return self.path.stem
 
+    def folder(self, first: Planned) -> Path:
+        """The sweep's own folder (job logs, point states): ``<out>/sweeps/<file name>``, beside
+        its first point's run folder."""
+        return first.folder.parent / "sweeps" / self.name
+
 
 def read(path: Path, command: click.Command, *, max_runs: int) -> SweepFile:
     """The sweep of the experiment file ``path`` for ``command`` (``vaereg eval``); more than

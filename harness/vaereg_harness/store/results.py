@@ -278,13 +278,17 @@ def with_paths(table: pa.Table, directory: Path, written_under: int) -> pa.Table
     return table
 
 
-def recorded(directory: Path, config_hash: str, config: str) -> dict[str, Any] | None:
+def recorded(directory: Path, config_hash: str, config: str,
+             rows: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
     """The row ``directory`` already holds of this run (the same training settings and the same
-    resolved configuration), as column -> value, or None. A row from before configurations
-    recorded their metrics (and their options) ran the defaults. How a run ran (its threads, how
-    often it checkpointed) does not tell runs apart."""
+    resolved configuration), as column -> value, or None; ``rows``: the store's rows, where the
+    caller has read them once for many runs. A row from before configurations recorded their
+    metrics (and their options) ran the defaults. How a run ran (its threads, how often it
+    checkpointed) does not tell runs apart."""
     wanted = comparable(json.loads(config))
-    for r in read_results(directory, on_skip=lambda *_: None).to_pylist():
+    if rows is None:
+        rows = read_results(directory, on_skip=lambda *_: None).to_pylist()
+    for r in rows:
         if r["config_hash"] != config_hash or r["status"] != "ok":
             continue
         try:
