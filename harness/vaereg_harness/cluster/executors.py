@@ -4,7 +4,6 @@ submitit with the experiment file's typed ``[slurm]`` table)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import submitit
 
 from vaereg import Range, UsageError
 from vaereg.config import from_dict
+from vaereg_harness.launch.threads import cores
 
 LOCAL_TIMEOUT_MIN = 60 * 24 * 365  # submitit's local jobs time out (default 2 minutes); a point runs until done
 
@@ -80,11 +80,6 @@ def local_executor(folder: Path, tasks: int = 1) -> submitit.LocalExecutor:
     return executor
 
 
-def cores() -> int:
-    """The cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def threads_per_point(parallel: int, tasks: int = 1) -> int:
     """Intra-op threads for each process when ``parallel`` points of ``tasks`` processes share
     this machine's cores: never more processes x threads than cores (at least one thread)."""
@@ -95,7 +90,7 @@ def run_local(executor: submitit.LocalExecutor, jobs: Iterable[Callable[[], Any]
               poll_s: float = 0.2) -> Iterator[int]:
     """Run ``jobs`` on this machine, ``parallel`` at a time, taking each from ``jobs`` only when
     a slot is free (a search asks for its next trial then); yields each one's index as it ends
-(its state file says how).
+    (its state file says how).
     Stopping the generator (a signal) cancels the jobs still running: each checkpoints first."""
     pending = enumerate(jobs)
     running: dict[int, submitit.Job] = {}
