@@ -217,26 +217,27 @@ class Trainer:
         bar = tqdm(total=(epochs - start_epoch) * batches, desc=f"{self.model.combo.text} {stage.name}",
                    disable=not (self.progress and self.world.writer), file=sys.stderr, leave=False, unit="step")
         amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        for epoch in range(start_epoch, epochs):
-            began = time.perf_counter()
-            stage.train_mode()
-            within, self.within = self.within, None
-            if within is None:
-                torch.manual_seed(distributed.stream_seed(cfg.seed, "train", index, epoch, self.world.rank))
-                order = torch.randperm(n, generator=self.shuffle).to(self.device)  # the same on every rank
-                totals: dict[str, Tensor] = {}
-                first = 0
-            else:  # resumed inside this epoch: where the signal stopped it
-                rng = self.rank_rng(within["rng"])
-                torch.set_rng_state(rng["cpu"])
-                if "cuda" in rng:
-                    torch.cuda.set_rng_state(rng["cuda"], self.device)
-                order = within["order"].to(self.device)
-                totals = {k: v.to(self.device) for k, v in within["totals"].items()}
-                first, began = within["step"], began - within["seconds"]
-                bar.update(first)
-            vote = distributed.StopVote()  # under torchrun every rank stops at the same step
-            with signals.held:  # a signal waits for the step in flight, then the epoch so far is saved
+        # a signal waits for the step in flight (then the epoch so far is saved), or for the epoch's end
+        with signals.held:
+            for epoch in range(start_epoch, epochs):
+                began = time.perf_counter()
+                stage.train_mode()
+                within, self.within = self.within, None
+                if within is None:
+                    torch.manual_seed(distributed.stream_seed(cfg.seed, "train", index, epoch, self.world.rank))
+                    order = torch.randperm(n, generator=self.shuffle).to(self.device)  # the same on every rank
+                    totals: dict[str, Tensor] = {}
+                    first = 0
+                else:  # resumed inside this epoch: where the signal stopped it
+                    rng = self.rank_rng(within["rng"])
+                    torch.set_rng_state(rng["cpu"])
+                    if "cuda" in rng:
+                        torch.cuda.set_rng_state(rng["cuda"], self.device)
+                    order = within["order"].to(self.device)
+                    totals = {k: v.to(self.device) for k, v in within["totals"].items()}
+                    first, began = within["step"], began - within["seconds"]
+                    bar.update(first)
+                vote = distributed.StopVote()  # under torchrun every rank stops at the same step
                 for i in range(first, batches):
                     idx, weight = self.my_part(order[i * bs:(i + 1) * bs])
                     progress = (epoch * batches + i) / (epochs * batches)
@@ -252,37 +253,38 @@ class Trainer:
                         bar.close()
                         raise self.stop(signum, index, epoch, optimizers, i + 1, order, totals,
                                         time.perf_counter() - began)
-                late = vote.finish(signals.pending())  # held since the last step's vote: stop once the epoch is saved
-            names = sorted(totals)  # one sync per epoch (and one reduction over the ranks)
-            sums = collective.all_sum(torch.stack([totals[k] for k in names]).double())
-            means = dict(zip(names, (sums / n).tolist(), strict=True))
-            weights_finite = bool(torch.stack([p.detach().isfinite().all() for p in trained]).all())
-            if not math.isfinite(means["loss"]) or not weights_finite:
-                bar.close()
-                loss = means["loss"]
-                what = f"loss became {loss}" if not math.isfinite(loss) else "weights became non-finite"
-                kept = (f"the last good checkpoint is kept at {self.path}" if self.path.is_file()
-                        else "no checkpoint was written")
-                raise TrainingDiverged(f"{what} in the {stage.name} stage, epoch {epoch + 1}; {kept}; lower --lr or "
-                                       f"check the data")
-            seconds = time.perf_counter() - began
-            report.seconds += seconds
-            report.images += n
-            bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
-            record = {"stage": stage.name, "epoch": epoch + 1, "step": (epoch + 1) * batches,
-                      "images_per_s": n / seconds, "lr": optimizers[0].param_groups[0]["lr"], **means}
-            if (isinstance(stage, AutoencoderStage) and self.validation_x is not None
-                    and self.model.combo.no_density is None):
-                record["validation_elbo"] = self.validation_elbo(epoch + 1)
-                stage.train_mode()
-            self.log(record)
-            if epoch + 1 == epochs:
-                stage.finish()
-            if late is not None or epoch + 1 == epochs or time.perf_counter() - self.saved_at >= cfg.checkpoint_every:
-                self.save(index, epoch + 1, optimizers)
-            if late is not None:
-                bar.close()
-                raise signals.Stopped(late, signals.last_saved())
+                names = sorted(totals)  # one sync per epoch (and one reduction over the ranks)
+                sums = collective.all_sum(torch.stack([totals[k] for k in names]).double())
+                means = dict(zip(names, (sums / n).tolist(), strict=True))
+                weights_finite = bool(torch.stack([p.detach().isfinite().all() for p in trained]).all())
+                if not math.isfinite(means["loss"]) or not weights_finite:
+                    bar.close()
+                    loss = means["loss"]
+                    what = f"loss became {loss}" if not math.isfinite(loss) else "weights became non-finite"
+                    kept = (f"the last good checkpoint is kept at {self.path}" if self.path.is_file()
+                            else "no checkpoint was written")
+                    raise TrainingDiverged(f"{what} in the {stage.name} stage, epoch {epoch + 1}; {kept}; "
+                                           f"lower --lr or check the data")
+                seconds = time.perf_counter() - began
+                report.seconds += seconds
+                report.images += n
+                bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
+                record = {"stage": stage.name, "epoch": epoch + 1, "step": (epoch + 1) * batches,
+                          "images_per_s": n / seconds, "lr": optimizers[0].param_groups[0]["lr"], **means}
+                if (isinstance(stage, AutoencoderStage) and self.validation_x is not None
+                        and self.model.combo.no_density is None):
+                    record["validation_elbo"] = self.validation_elbo(epoch + 1)
+                    stage.train_mode()
+                self.log(record)
+                if epoch + 1 == epochs:
+                    stage.finish()
+                late = vote.finish(signals.pending())  # held since the last vote: stop once the epoch is saved
+                due = epoch + 1 == epochs or time.perf_counter() - self.saved_at >= cfg.checkpoint_every
+                if late is not None or due:
+                    self.save(index, epoch + 1, optimizers)
+                if late is not None:
+                    bar.close()
+                    raise signals.Stopped(late, signals.last_saved())
         bar.close()
 
     @torch.no_grad()
