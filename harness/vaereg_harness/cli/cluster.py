@@ -205,7 +205,7 @@ def search_command(config_file, executor, parallel, wait, dry_run):
     spec = search.read_search(config_file, sweep.search, results_of(base, main.commands["eval"]),
                               "validation_images" in base.values)
     if executor == "slurm" and slurm.nodes * slurm.tasks_per_node > 1 and spec.options.pruner != "none":
-        raise UsageError(f"--config {config_file}: a trial of several processes cannot be pruned yet (rank 0 alone "
+        raise UsageError(f"--config {config_file}: a trial of several processes cannot be pruned (rank 0 alone "
                          f"sees the pruner); set pruner = \"none\" in [search], or one task per trial")
     corners = plan_points(search.corners(base, spec.space), main)
     results, sweep_dir = corners[0].results, sweep.folder(corners[0])

@@ -138,8 +138,9 @@ def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, 
             existing = recorded(results, run.key, json.dumps(run.describe())) if writer else None
             if distributed.agree(existing is not None):  # rank 0 reads the store; every rank skips alike
                 if writer:
-                    click.echo(f"note: {what} is already recorded in {results}/ with these settings (its row is "
-                               f"below); skipped: change a setting, or remove its row, to run it again", err=True)
+                    click.echo(f"note: already recorded: {what} (run folder {run.folder}) in {results}/ with these "
+                               f"settings; its row is in the table, not run again: change a setting, or remove "
+                               f"its row, to run it again", err=True)
                     kept.append(existing)
                 continue
             row = evaluate_run(run, fid=protocol, resume=resume, progress=not quiet, log=log, probed=True)
@@ -148,7 +149,8 @@ def eval_command(combos, data, train_configs, grouped, out, resume, quiet, log, 
                 rows.append(row.as_dict())
     if writer:
         click.echo(format_table(kept + rows))
-        click.echo(f"{len(rows)} row(s) appended to {results}/" + (f"; {len(kept)} already recorded" if kept else ""))
+        click.echo(f"{len(rows)} row(s) appended to {results}/"
+                   + (f"; {len(kept)} already recorded (shown, not run again)" if kept else ""))
 
 
 @main.command("train")
