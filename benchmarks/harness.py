@@ -4,7 +4,7 @@ call alone (checkpoints and metrics log included), with the harness's own thread
 ``--threads``.
 
     python benchmarks/harness.py --combo gaussian-mlp --epochs 5 --out DIR [--threads N]
-    python benchmarks/harness.py --combo gaussian-mlp --nll 1000 --out DIR
+    python benchmarks/harness.py --combo gaussian-mlp --nll 1000 --out DIR [--device cuda]
 
 prints one JSON line like ``bare.py``'s."""
 
@@ -30,9 +30,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads [the harness's policy]")
     parser.add_argument("--nll", type=int, default=None, metavar="K", help="score the IS NLL with K samples instead")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
     data = load_data("digits")
-    config = RunConfig(train=TrainConfig(epochs=args.epochs, batch_size=args.batch, device="cpu",
+    config = RunConfig(train=TrainConfig(epochs=args.epochs, batch_size=args.batch, device=args.device,
                                          threads=args.threads))
     model = create_model(args.combo, data, config=config)
     began = time.perf_counter()
