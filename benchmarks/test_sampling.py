@@ -8,7 +8,9 @@ from vaereg import DataSpec, discrete
 from vaereg_pixelcnn.parts import PixelCNNConfig, PixelCNNPrior
 
 N, SHAPE = 64, (8, 8)
-FAST_OVER_NAIVE_BOUND = 2.0  # CI fails below this
+# CI fails below this: half of the lowest expected ratio (37 measured on one thread for issue 28; the naive
+# passes may run up to 2x faster on two idle threads, while the cached sampler always runs on one)
+FAST_OVER_NAIVE_BOUND = 10.0
 _seconds: dict[str, float] = {}
 
 

@@ -1,5 +1,7 @@
 """The gated PixelCNN: causality of the whole network (both roles, several depths), exact
-normalisation over every grid, and the fast sampler against naive recomputation."""
+normalisation over every grid, and the cached sampler against naive recomputation: each cached
+step's logits against the full map's, and whole samples (conditioned, class-conditional,
+several levels, square and not, kernel 3 and 5)."""
 
 import itertools
 import math
@@ -8,19 +10,28 @@ import pytest
 import torch
 
 from vaereg import Context, DataSpec, continuous, discrete
+from vaereg.specs import hierarchy
+from vaereg_pixelcnn.cached import CachedSampler
 from vaereg_pixelcnn.parts import PixelCNNConfig, PixelCNNLikelihood, PixelCNNLikelihoodConfig, PixelCNNPrior
 
 NONE = Context()
 
 
-def prior(layers: int, codes: int = 5, shape=(5, 6), classes: int = 0) -> PixelCNNPrior:
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread(one_thread):
+    """One intra-op thread: the samplers' many small kernels."""
+
+
+def prior(layers: int, codes: int = 5, shape=(5, 6), classes: int = 0, kernel: int = 3) -> PixelCNNPrior:
     data = DataSpec("d", 1, 8, 8, 17, classes)
-    return PixelCNNPrior(data, discrete(codes, 4, *shape), PixelCNNConfig(width=32, layers=layers))
+    return PixelCNNPrior(data, discrete(codes, 4, *shape), PixelCNNConfig(width=32, layers=layers, kernel=kernel))
 
 
-def likelihood(layers: int, channels: int = 2, intensities: int = 4, size=(5, 6)) -> PixelCNNLikelihood:
+def likelihood(layers: int, channels: int = 2, intensities: int = 4, size=(5, 6),
+               kernel: int = 3) -> PixelCNNLikelihood:
     data = DataSpec("d", channels, *size, intensities)
-    return PixelCNNLikelihood(data, continuous(3), PixelCNNLikelihoodConfig(width=32, layers=layers, features=3))
+    config = PixelCNNLikelihoodConfig(width=32, layers=layers, features=3, kernel=kernel)
+    return PixelCNNLikelihood(data, continuous(3), config)
 
 
 def dependency(net, height: int, width: int, cond_channels: int) -> torch.Tensor:
@@ -118,3 +129,58 @@ def test_class_conditional_fast_sample_equals_naive_and_stays_causal():
     logits = net.trunk(e, None, torch.tensor([2]))
     (grad,) = torch.autograd.grad(logits[..., 1, 1].sum(), e)
     assert grad[..., 1, 1:].abs().sum() == 0 and grad[..., 2, :].abs().sum() == 0
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("role", ["prior", "likelihood"])
+def test_each_cached_step_gives_the_full_maps_logits_at_its_position(role, kernel):
+    """Place a fixed random grid position by position: the cached logits at every position equal
+    the naive forward pass over the whole grid there (the likelihood: 2 channels and a feature
+    map; the prior: a class label). In float64, so the tolerance is the logits' float32 rounding."""
+    torch.manual_seed(2)
+    height, width = 4, 7
+    if role == "prior":
+        net, values, cond, label = prior(3, codes=6, classes=3, kernel=kernel).nets[0], 6, None, torch.tensor([0, 2, 1])
+    else:
+        net, values, label = likelihood(3, intensities=5, kernel=kernel).net, 5, None
+        cond = torch.randn(3, 3, height, width, dtype=torch.float64)
+    net = net.double()
+    for p in net.parameters():  # away from the initialisation, so every term of the gates matters
+        p.data.add_(0.3 * torch.randn_like(p))
+    x = torch.randint(0, values, (3, net.channels, height, width))
+    with torch.no_grad():
+        full = net(x, cond, label)
+    with torch.inference_mode():
+        cache = CachedSampler(net, 3, height, width, cond, label)
+        for i in range(height):
+            cache.row(i)
+            for j in range(width):
+                step = cache.logits(j)
+                assert torch.allclose(step, full[..., i, j], atol=1e-5, rtol=1e-6), (i, j)
+                cache.place(j, x[:, :, i, j])
+    assert full.std() > 0.1  # logits that vary: the comparison is not between constants
+
+
+@pytest.mark.parametrize("shape", [(7, 3), (1, 9), (9, 1)])
+def test_fast_sample_equals_naive_on_narrow_maps_and_a_wide_kernel(shape):
+    net = likelihood(layers=3, intensities=6, size=shape, kernel=5).net
+    cond = torch.randn(5, 3, *shape)
+    torch.manual_seed(4)
+    fast = net.sample(5, *shape, cond, fast=True)
+    torch.manual_seed(4)
+    assert torch.equal(fast, net.sample(5, *shape, cond, fast=False))
+    assert fast.unique().numel() > 2
+
+
+def test_fast_sample_of_a_two_level_prior_equals_naive_level_by_level():
+    """VQ-VAE-2's prior: the top level, then the lower one conditioned on it; the cached sampler
+    (``PixelCNNPrior.sample``) against naive sampling of each level with the same noise."""
+    latent = hierarchy(discrete(5, 4, 4, 6), discrete(3, 4, 2, 3))
+    model = PixelCNNPrior(DataSpec("d", 1, 8, 8, 17), latent, PixelCNNConfig(width=32, layers=3))
+    torch.manual_seed(6)
+    fast = model.sample(4, NONE)
+    torch.manual_seed(6)
+    top = model.nets[1].sample(4, 2, 3, fast=False)[:, 0]
+    bottom = model.nets[0].sample(4, 4, 6, model._condition(0, [None, top]), fast=False)[:, 0]
+    assert torch.equal(fast, latent.join([bottom, top]))
+    assert latent.split(fast)[0].unique().numel() > 2

@@ -13,7 +13,8 @@ from the positions before it. Two stacks per layer:
 
 Gates are ``tanh(a) * sigmoid(b)``; a conditioning map (decoder features, another code map)
 enters every gate through a 1x1 convolution, and a class label through a learned bias per
-layer (the paper's class-conditional PixelCNN, V^T h with h one-hot).
+layer (the paper's class-conditional PixelCNN, V^T h with h one-hot). ``sample(fast=True)`` runs
+the cached sampler of ``cached.py``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from vaereg_pixelcnn.cached import sample_cached
 
 
 def gate(t: Tensor) -> Tensor:
@@ -39,23 +42,16 @@ class GatedLayer(nn.Module):
         self.cond = nn.Conv2d(cond_channels, 4 * width, 1) if cond_channels else None
         self.shift = 1 if first else 0  # type A excludes the centre column
 
-    def vertical_pre(self, v: Tensor, row: int | None = None) -> Tensor:
-        """Pre-activations of the vertical stack, for all rows or one: output row ``i`` is
-        computed from input rows ``i - k//2 - 1 .. i - 1`` (strictly above)."""
-        padded = F.pad(v, (self.half, self.half, self.rows, 0))[:, :, :-1]
-        if row is not None:
-            padded = padded[:, :, row:row + self.rows]
-        return self.vertical(padded)
+    def vertical_pre(self, v: Tensor) -> Tensor:
+        """Pre-activations of the vertical stack: output row ``i`` is computed from input rows
+        ``i - k//2 - 1 .. i - 1`` (strictly above)."""
+        return self.vertical(F.pad(v, (self.half, self.half, self.rows, 0))[:, :, :-1])
 
-    def horizontal_pre(self, h: Tensor, col: int | None = None) -> Tensor:
-        """Pre-activations of the horizontal stack over a row band, for all columns or one:
-        column ``j`` is computed from columns ``j - k//2 - shift .. j - shift``."""
+    def horizontal_pre(self, h: Tensor) -> Tensor:
+        """Pre-activations of the horizontal stack: column ``j`` is computed from columns
+        ``j - k//2 - shift .. j - shift``."""
         padded = F.pad(h, (self.half + self.shift, 0, 0, 0))
-        if self.shift:
-            padded = padded[..., :-1]
-        if col is not None:
-            padded = padded[..., col:col + self.half + 1]
-        return self.horizontal(padded)
+        return self.horizontal(padded[..., :-1] if self.shift else padded)
 
     def combine(self, v_pre: Tensor, h_pre: Tensor, h_in: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
         """Gate both stacks at the same positions; ``cond`` is this layer's projected condition."""
@@ -129,39 +125,11 @@ class GatedPixelCNN(nn.Module):
         device = self.embed.weight.device
         u = torch.rand((n, self.channels, self.values, height, width), device=device).clamp_(1e-10, 1 - 1e-7)
         gumbel = -torch.log(-torch.log(u))
+        if fast:
+            return sample_cached(self, gumbel, cond, label)
         x = torch.zeros((n, self.channels, height, width), dtype=torch.long, device=device)
-        if not fast:
-            for i in range(height):
-                for j in range(width):
-                    logits = self(x, cond, label)[..., i, j]
-                    x[:, :, i, j] = (logits + gumbel[..., i, j]).argmax(2)
-            return x
-        return self._sample_cached(x, gumbel, cond, label)
-
-    def _sample_cached(self, x: Tensor, gumbel: Tensor, cond: Tensor | None, label: Tensor | None) -> Tensor:
-        """Per row, the vertical stacks of every layer (they see only rows above); per position,
-        one column of each horizontal stack. Activations of earlier positions are kept."""
-        n, _, height, width = x.shape
-        e = self.embed_input(x)  # filled in as positions are drawn
-        conds = self.conditions(cond, label, (height, width))
-        v_in = [e] + [torch.zeros_like(e) for _ in self.layers]
-        h_in = [e] + [torch.zeros_like(e) for _ in self.layers]
-        v_pre = [None] * len(self.layers)
         for i in range(height):
-            for li, layer in enumerate(self.layers):
-                v_pre[li] = layer.vertical_pre(v_in[li], row=i)
-                c = conds[li][:, :, i:i + 1] if conds[li] is not None else None
-                c_v = c.chunk(2, dim=1)[0] if c is not None else 0
-                v_in[li + 1][:, :, i:i + 1] = gate(v_pre[li] + c_v)
-            for j in range(width):
-                for li, layer in enumerate(self.layers):
-                    band = h_in[li][:, :, i:i + 1]
-                    c = conds[li][:, :, i:i + 1, j:j + 1] if conds[li] is not None else None
-                    _, h_out = layer.combine(
-                        v_pre[li][..., j:j + 1], layer.horizontal_pre(band, col=j), band[..., j:j + 1], c
-                    )
-                    h_in[li + 1][:, :, i:i + 1, j:j + 1] = h_out
-                logits = self._logits(h_in[-1][:, :, i:i + 1, j:j + 1])[..., 0, 0]
+            for j in range(width):  # the whole map again for each position
+                logits = self(x, cond, label)[..., i, j]
                 x[:, :, i, j] = (logits + gumbel[..., i, j]).argmax(2)
-                e[:, :, i, j] = self.embed(x[:, :, i, j] + self.offsets[:, :, 0, 0]).sum(1)
         return x
