@@ -26,8 +26,9 @@ def log_sigmoid(x: Tensor) -> Tensor:
 def one_minus_exp(d: Tensor) -> Tensor:
     """1 - e^d for d <= 0, to float32's relative precision even as d -> 0:
     1 - e^d = -2 e^(d/2) sinh(d/2), with sinh(d/2) = 2t / (1 - t^2) for t = tanh(d/4)."""
-    t = torch.tanh(d / 4)
-    return torch.where(d > -1, -4 * t * torch.exp(d / 2) / (1 - t * t), 1 - torch.exp(d))
+    near = d.clamp(min=-1)  # the branch not taken stays finite, and so does its gradient
+    t = torch.tanh(near / 4)
+    return torch.where(d > -1, -4 * t * torch.exp(near / 2) / (1 - t * t), 1 - torch.exp(d))
 
 class Bernoulli(Likelihood):
     """Independent Bernoulli pixels; binary data only."""
