@@ -8,6 +8,14 @@ import torch
 from vaereg_harness.data import Dataset, load_data
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Benchmarks run in one process, whatever pyproject's ``-n auto`` says: timings beside another
+    worker measure the load, and pytest-benchmark switches itself off under xdist."""
+    if hasattr(config.option, "numprocesses"):
+        config.option.numprocesses, config.option.dist = 0, "no"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--short", action="store_true", help="Fewer rounds and epochs (CI); ratios stay meaningful.")
 

@@ -1,3 +1,4 @@
+import fcntl
 import os
 import subprocess
 import sys
@@ -12,13 +13,58 @@ from vaereg import registry
 from vaereg_harness.data import load_data
 
 PLUGINS = Path(__file__).parent / "plugins"
+#: The selections a test may be in besides the default: at most one each (tests/test_selections.py).
+SELECTIONS = ("slow", "distributed", "slurm", "gpu")
+#: The mark of a test that runs alone, never beside another pytest-xdist worker's test.
+ALONE = "serial"
+
+
+def shared_folder(config: pytest.Config) -> Path | None:
+    """The folder every pytest-xdist worker of this run shares (the run's basetemp, whose
+    ``gwN`` folders are the workers'); None outside xdist."""
+    if not hasattr(config, "workerinput") or not config.option.basetemp:
+        return None
+    return Path(config.option.basetemp).parent
+
+
+@contextmanager
+def turn(config: pytest.Config, alone: bool) -> Iterator[None]:
+    """A test's turn among the xdist workers: a ``serial`` one holds the run's lock exclusively
+    (it waits for the other workers' tests in flight, and they wait for it), every other test
+    holds it shared. The turnstile, held by a serial test while it waits, keeps the other
+    workers' next tests from overtaking it (flock has no writer preference)."""
+    folder = shared_folder(config)
+    if folder is None:
+        yield
+        return
+    with open(folder / "turnstile.lock", "a") as turnstile, open(folder / "tests.lock", "a") as tests:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        fcntl.flock(tests, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(tests, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Setup (module fixtures included), call and teardown of a ``serial`` test run alone."""
+    with turn(item.config, alone=item.get_closest_marker(ALONE) is not None):
+        return (yield)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _cache(tmp_path_factory):
-    """One cache (FID classifier, reference statistics) for the session, never the user's."""
+def _cache(tmp_path_factory, request):
+    """One cache (FID classifier, reference statistics) for the run, never the user's; the xdist
+    workers share it (its entries are written under a lock and by rename, so one trains each)."""
     old = os.environ.get("VAEREG_CACHE")
-    os.environ["VAEREG_CACHE"] = str(tmp_path_factory.mktemp("vaereg-cache"))
+    shared = shared_folder(request.config)
+    folder = shared / "vaereg-cache" if shared else tmp_path_factory.mktemp("vaereg-cache")
+    folder.mkdir(exist_ok=True)
+    os.environ["VAEREG_CACHE"] = str(folder)
     yield Path(os.environ["VAEREG_CACHE"])
     if old is None:
         del os.environ["VAEREG_CACHE"]

@@ -16,6 +16,9 @@ from tests.conftest import vaereg_cli
 from vaereg_harness.store.locks import RUN_LOCK
 from vaereg_harness.store.results import read_results
 
+# races of processes and a lock timed in seconds: alone, beside no other test
+pytestmark = pytest.mark.serial
+
 EPOCHS = 3
 ARGS = ["eval", "--combo", "gaussian-mlp", "--epochs", str(EPOCHS), "--iw-samples", "4", "--no-fid", "--threads",
         "1", "--set", "encoder.width=16", "--set", "decoder.width=16"]
@@ -123,6 +126,7 @@ print(path)
 """
 
 
+@pytest.mark.slow  # two processes train the classifier
 def test_two_runs_needing_the_fid_classifier_train_it_once(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(TRAIN_CLASSIFIER)

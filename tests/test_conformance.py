@@ -220,6 +220,7 @@ def test_the_table_and_its_json_hold_every_row():
                                             "reason": "output has shape [6, 15, 8, 1]"}
 
 
+@pytest.mark.slow  # the kit again, every plugin, through the CLI
 def test_check_plugin_command_prints_the_table_and_exits_0_when_all_pass(tmp_path):
     proc = vaereg_cli("check-plugin", "vq", cwd=tmp_path)
     lines = proc.stdout.splitlines()

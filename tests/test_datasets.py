@@ -45,6 +45,7 @@ def error_line(output: str) -> str:
     return line
 
 
+@pytest.mark.slow
 def test_the_toy_data_set_installs_with_its_entry_point_and_is_listed(site):
     proc = vaereg_cli("plugins", "--json", cwd=site, env=env_with(site))
     listed = {p["name"]: p for p in json.loads(proc.stdout)["plugins"]}
@@ -80,6 +81,7 @@ def test_the_factors_are_the_ones_that_generated_the_images(site):
     assert subset.factors.train is factors.train
 
 
+@pytest.mark.slow
 def test_eval_trains_and_scores_on_the_plugin_data_set(site, tmp_path):
     vaereg_cli("eval", "--dataset", "toyfactors", "--combo", "gaussian-mlp", "--epochs", "1", "--no-fid",
                "--iw-samples", "2", "--quiet", cwd=tmp_path, env=env_with(site))

@@ -106,6 +106,7 @@ def test_streams_are_keyed_and_leave_the_callers_stream_alone():
 
 # --- collectives against one process, in a 2-rank job -----------------------------------------
 
+@pytest.mark.distributed
 def test_collectives_match_one_process_over_the_whole_batch(tmp_path):
     """GlobalBatchNorm's outputs, input and weight gradients and running statistics; EM on
     halves; gathered rows of unequal length: each against one process over everything."""
@@ -149,6 +150,7 @@ def reference_two_ranks(data, epochs: int, batch: int, seed: int = 0) -> dict[st
     return {k: v.detach().clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
 
 
+@pytest.mark.distributed
 def test_two_ranks_train_as_designed_and_score_as_one_process(tmp_path, digits):
     """gaussian, 2 epochs, global batch 64: the weights equal the designed 2-rank reference;
     the run writes one row, one checkpoint and one set of PNGs; the IS NLL and the FID (its
@@ -182,6 +184,7 @@ def test_two_ranks_train_as_designed_and_score_as_one_process(tmp_path, digits):
     assert json.loads(one["kl_per_level"]) == pytest.approx(json.loads(two["kl_per_level"]), rel=1e-9)
 
 
+@pytest.mark.distributed
 def test_vq_codebooks_equal_one_process_with_the_global_batch(tmp_path):
     """vq trains without noise, so 2 ranks reproduce one process: the EMA codebook (its sums
     and counts all-reduced before every update) and every other weight."""
@@ -199,12 +202,14 @@ def test_vq_codebooks_equal_one_process_with_the_global_batch(tmp_path):
         only_row(tmp_path / "rows-one")["codebook_usage"])
 
 
+@pytest.mark.distributed
 def test_every_rank_holds_the_same_codebook_after_every_step(tmp_path):
     torchrun(str(tmp_path), "vq-steps", cwd=REPO, module="tests.ddp_collectives")
     report = json.loads((tmp_path / "rank0.json").read_text())
     assert report["updates"] > 20 and report["restarts"] > 0 and report["max_difference"] == 0.0
 
 
+@pytest.mark.distributed
 def test_nvae_trains_under_two_ranks_with_synchronised_batchnorm(tmp_path):
     args = ["eval", "--combo", "nvae", "--epochs", "1", "--set", "encoder.width=8", *QUICK]
     torchrun(*args, "--out", "runs", "--results", "rows", cwd=tmp_path)
@@ -215,6 +220,7 @@ def test_nvae_trains_under_two_ranks_with_synchronised_batchnorm(tmp_path):
     assert tracked and all(int(state[k]) > 0 for k in tracked)  # every BatchNorm saw the batches
 
 
+@pytest.mark.distributed
 def test_a_prior_fitted_after_the_autoencoder_trains_under_two_ranks(tmp_path):
     """PixelCNN by gradient under DDP equals one process (vq is noise-free). A GMM fitted by
     EM with reduced statistics is fitted (its reduction is checked against one process in
@@ -235,6 +241,7 @@ def test_a_prior_fitted_after_the_autoencoder_trains_under_two_ranks(tmp_path):
                     torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
+@pytest.mark.distributed
 def test_a_killed_rank_ends_the_job_naming_it_and_resume_finishes_it(tmp_path):
     args = ["eval", "--combo", "gaussian-mlp", "--epochs", "30", "--set", "encoder.width=16",
             "--set", "decoder.width=16", *QUICK]
@@ -255,6 +262,7 @@ def test_a_killed_rank_ends_the_job_naming_it_and_resume_finishes_it(tmp_path):
         assert resumed[key] == straight[key], key
 
 
+@pytest.mark.distributed
 def test_sigterm_to_torchrun_saves_the_step_every_rank_finished_and_resume_equals_a_straight_run(tmp_path):
     """SIGTERM to the launcher (as Slurm's scancel or a preemption sends it): every rank holds it
     to the end of the step in flight, the ranks agree on the step, rank 0 checkpoints the epoch so
@@ -315,6 +323,7 @@ def two_nodes(tmp_path: Path, *args: str) -> list[subprocess.Popen]:
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
 
 
+@pytest.mark.distributed
 def test_two_nodes_on_localhost_train_as_one_job(tmp_path):
     nodes = two_nodes(tmp_path, "train", "--combo", "gaussian-mlp", "--epochs", "1", "--quiet", "--out", "runs")
     outputs = [node.communicate(timeout=300)[0] for node in nodes]
@@ -323,6 +332,7 @@ def test_two_nodes_on_localhost_train_as_one_job(tmp_path):
     assert len(list((tmp_path / "runs").glob("*/checkpoint.pt"))) == 1
 
 
+@pytest.mark.distributed
 def test_a_node_whose_peer_dies_ends_with_one_line(tmp_path):
     """No launcher stops node 0's rank when node 1's dies: its next collective fails, and it
     says so in one line naming itself, without a traceback of its own."""
@@ -340,6 +350,7 @@ def test_a_node_whose_peer_dies_ends_with_one_line(tmp_path):
     assert "rank      : 1" in outputs[1]  # node 1's torchrun names its dead rank
 
 
+@pytest.mark.distributed
 def test_a_run_killed_in_one_process_resumes_on_two_ranks(tmp_path):
     """The checkpoint does not depend on the world size: a 1-process run killed after its
     first checkpoint finishes under 2 ranks, its metrics log covering every epoch once."""

@@ -5,6 +5,7 @@ import json
 import tomllib
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import vaereg_cli
@@ -58,6 +59,7 @@ def test_every_option_can_come_from_the_file_and_the_command_line_overrides_it(t
     assert resolved["set"]["objective"] == {"beta": 0.25, "warmup": 0.2}  # --set merges over the file's
 
 
+@pytest.mark.slow
 def test_a_sweep_writes_a_row_per_combo_and_seed_each_in_its_own_folder(tmp_path):
     (tmp_path / "exp.toml").write_text(
         'combo = ["gaussian-mlp", "vq"]\nseed = [0, 1]\nepochs = 1\niw-samples = 2\nno_fid = true\nquiet = true\n'

@@ -87,6 +87,7 @@ def saved_checkpoint(digits, tmp_path):
     return torch.load(path, weights_only=True)
 
 
+@pytest.mark.slow  # a CLI run per damage
 @pytest.mark.parametrize("damage", ["missing-key", "bad-spec", "bad-json", "wrong-shape", "truncated", "code"])
 def test_every_malformed_checkpoint_is_one_line_without_weights_only_advice(digits, tmp_path, damage):
     payload = saved_checkpoint(digits, tmp_path / "run")

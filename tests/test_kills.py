@@ -8,8 +8,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import vaereg_cli
 from vaereg_harness.store.results import read_results
+
+# twenty kills timed against a run of about 4 s: long, and alone so the timing holds
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 ARGS = ["eval", "--combo", "gaussian-mlp", "--epochs", "8", "--iw-samples", "20", "--no-fid", "--quiet",
         "--checkpoint-every", "0", "--set", "encoder.width=16", "--set", "decoder.width=16"]

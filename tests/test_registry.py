@@ -129,6 +129,7 @@ def test_plugins_shows_every_kind_with_its_options_and_the_kl_pairs(tmp_path):
     assert "DiagonalGaussian || StandardNormal" in text.split("closed-form KL pairs")[1]
 
 
+@pytest.mark.slow
 def test_disabled_plugins_are_not_loaded(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
@@ -199,6 +200,7 @@ def notes(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("note:")]
 
 
+@pytest.mark.slow  # a check-plugin run per broken plugin
 @pytest.mark.parametrize("entry", sorted(SKIPPED))
 def test_a_broken_plugin_is_skipped_with_one_note_and_every_command_works(entry, broken_site):
     _, _, check, reason = SKIPPED[entry]

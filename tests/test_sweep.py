@@ -102,6 +102,7 @@ def test_threads_divide_the_cores_among_the_points(monkeypatch):
     assert executors.threads_per_point(2, tasks=2) == 2
 
 
+@pytest.mark.slow
 def test_a_local_sweep_lands_its_rows_reports_a_failed_point_and_runs_nothing_again(tmp_path):
     """Three points, two at a time; lr 10 diverges. The other two land as rows with one thread
     each (two cores shared by two points), the failed point names its log, and resubmitting

@@ -7,6 +7,9 @@ from tests.conftest import vaereg_cli
 from vaereg_harness.launch import threads
 from vaereg_harness.store.results import read_results
 
+# a CPU hog beside bitwise comparisons: alone, so the only load is the hog
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture
 def two_cores(monkeypatch):

@@ -97,6 +97,7 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(digits, tmp_path,
     assert all(torch.isfinite(v).all() for v in payload["model"].values() if torch.is_tensor(v))
 
 
+@pytest.mark.slow  # 40 epochs, killed and resumed
 def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     args = [sys.executable, "-m", "vaereg_harness.cli", "train", "--combo", "gaussian-mlp", "--epochs", "40",
             "--quiet", "--device", "cpu", "--checkpoint-every", "0"]
